@@ -1,0 +1,396 @@
+"""Radicale storage plugin on SQL (SQLite or PostgreSQL).
+
+Configure with::
+
+    [storage]
+    type = radicale_storage_servicehop
+    database_url = sqlite:////abs/path.db   (or postgresql+psycopg://user@host/db)
+
+A thin adapter: it turns Radicale's storage calls into calls of
+``servicehop_caldav.store`` inside the request's transaction. Each request
+runs in one database transaction (``acquire_lock``); each mutating call runs
+in a savepoint, so a call that fails leaves nothing behind even when
+Radicale answers the error itself and goes on to commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from hashlib import sha256
+from typing import Any, overload
+
+import radicale.item as radicale_item
+from radicale import config, pathutils, storage, types
+from radicale.item import filter as radicale_filter
+from radicale.log import logger
+from sqlalchemy import Connection
+
+from servicehop_caldav.db.engine import Database
+from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.store import collections as store_collections
+from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store import sync as store_sync
+from servicehop_caldav.store.records import Instance, NewObject, StoredObject
+from servicehop_caldav.store.verify import verify_database
+
+PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
+    "storage": {
+        "database_url": {
+            "value": "",
+            "help": "SQLAlchemy URL: sqlite:////abs/path.db or postgresql+psycopg://user@host/db "
+            "(empty: a SQLite file in filesystem_folder)",
+            "type": str,
+        },
+    }
+}
+
+
+def _http_date(timestamp: float) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
+
+
+def new_object(item: radicale_item.Item) -> NewObject:
+    """The row values of a Radicale item (prepared by Radicale on upload)."""
+    start, end = item.time_range
+    return NewObject(
+        uid=item.uid,
+        etag=item.etag,
+        name=item.name,
+        component=item.component_name,
+        first_occurrence=start,
+        last_occurrence=end,
+        text=item.serialize(),
+    )
+
+
+class Collection(storage.BaseCollection):
+    """A collection at one path; the root ("") has no row and holds nothing."""
+
+    def __init__(self, storage_: Storage, path: str, instance: Instance | None) -> None:
+        self._storage = storage_
+        self._path = path
+        self._instance = instance
+        self._props: dict[str, str] = json.loads(instance.props_json) if instance else {}
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def _calendar_id(self) -> int | None:
+        return self._instance.calendar_id if self._instance else None
+
+    def _item(self, obj: StoredObject) -> radicale_item.Item:
+        return radicale_item.Item(
+            collection=self,
+            href=obj.href,
+            last_modified=_http_date(obj.modified),
+            text=obj.text,
+            etag=obj.etag,
+            uid=obj.uid,
+            name=obj.name,
+            component_name=obj.component,
+            time_range=(obj.first_occurrence, obj.last_occurrence),
+        )
+
+    # -- reading ---------------------------------------------------------
+
+    def get_multi(self, hrefs: Iterable[str]) -> Iterator[tuple[str, radicale_item.Item | None]]:
+        hrefs = list(hrefs)
+        if self._calendar_id is None:
+            for href in hrefs:
+                yield href, None
+            return
+        with self._storage.reading() as conn:
+            found = store_objects.get_objects(conn, self._calendar_id, hrefs)
+        for href in hrefs:
+            obj = found.get(href)
+            yield href, self._item(obj) if obj is not None else None
+
+    def get_all(self) -> Iterator[radicale_item.Item]:
+        if self._calendar_id is None:
+            return
+        with self._storage.reading() as conn:
+            objects = list(store_objects.all_objects(conn, self._calendar_id))
+        for obj in objects:
+            yield self._item(obj)
+
+    def get_filtered(
+        self, filters: Iterable[ET.Element]
+    ) -> Iterator[tuple[radicale_item.Item, bool]]:
+        """Only the rows whose occurrence range can match reach Radicale."""
+        if not self.tag or self._calendar_id is None:
+            return
+        tag, start, end, simple = radicale_filter.simplify_prefilters(filters, self.tag)
+        with self._storage.reading() as conn:
+            objects = list(
+                store_objects.objects_in_range(conn, self._calendar_id, tag, start, end)
+            )
+        for obj in objects:
+            item = self._item(obj)
+            istart, iend = obj.first_occurrence, obj.last_occurrence
+            # The same "fully matched" rule as radicale's BaseCollection.
+            yield item, simple and (start <= istart or iend <= end)
+
+    def has_uid(self, uid: str) -> bool:
+        if self._calendar_id is None:
+            return False
+        with self._storage.reading() as conn:
+            return store_objects.has_uid(conn, self._calendar_id, uid)
+
+    def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
+        if self._calendar_id is None:
+            if old_token:
+                raise ValueError("the root collection has no sync tokens")
+            return store_sync.TOKEN_PREFIX + "root", ()
+        with self._storage.reading() as conn:
+            state = store_collections.calendar_state(conn, self._calendar_id)
+            token = store_sync.make_token(state)
+            if not old_token:
+                return token, store_objects.all_hrefs(conn, self._calendar_id)
+            since = store_sync.token_revision(state, old_token)
+            if since == state.revision:
+                return token, ()
+            return token, store_sync.changed_hrefs(conn, self._calendar_id, since)
+
+    @property
+    def etag(self) -> str:
+        digest = sha256()
+        if self._calendar_id is not None:
+            with self._storage.reading() as conn:
+                state = store_collections.calendar_state(conn, self._calendar_id)
+            digest.update(f"{state.sync_salt}-{state.revision}\0".encode())
+        digest.update(store_collections.props_to_json(self._props).encode())
+        return '"%s"' % digest.hexdigest()
+
+    @property
+    def last_modified(self) -> str:
+        if self._instance is None:
+            return _http_date(0)
+        with self._storage.reading() as conn:
+            state = store_collections.calendar_state(conn, self._instance.calendar_id)
+        return _http_date(max(state.modified, self._instance.modified))
+
+    @overload
+    def get_meta(self, key: None = None) -> Mapping[str, str]: ...
+
+    @overload
+    def get_meta(self, key: str) -> str | None: ...
+
+    def get_meta(self, key: str | None = None) -> Mapping[str, str] | str | None:
+        return dict(self._props) if key is None else self._props.get(key)
+
+    # -- writing ---------------------------------------------------------
+
+    def set_meta(self, props: Mapping[str, str]) -> None:
+        if self._instance is None:
+            raise ValueError("the root collection has no properties")
+        props = radicale_item.check_and_sanitize_props(dict(props))
+        with self._storage.writing() as conn:
+            store_collections.set_props(
+                conn, self._instance.id, self._instance.calendar_id, props
+            )
+        self._props = dict(props)
+
+    def upload(
+        self, href: str, item: radicale_item.Item
+    ) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        if not pathutils.is_safe_path_component(href):
+            raise pathutils.UnsafePathError(href)
+        if self._calendar_id is None:
+            raise ValueError("cannot store items in the root collection")
+        with self._storage.writing() as conn:
+            old = store_objects.get_object(conn, self._calendar_id, href)
+            stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
+        return self._item(stored), self._item(old) if old is not None else None
+
+    def delete(self, href: str | None = None) -> None:
+        with self._storage.writing() as conn:
+            if href is None:
+                if self._instance is None:
+                    raise ValueError("the root collection cannot be deleted")
+                store_collections.delete_instance_tree(conn, self._path)
+                return
+            if self._calendar_id is None or not store_objects.delete_object(
+                conn, self._calendar_id, href
+            ):
+                raise storage.ComponentNotFoundError(href)
+
+
+@types.contextmanager
+def _null_child_context(path: str, href: str | None) -> Iterator[None]:
+    yield
+
+
+class Storage(storage.BaseStorage):
+    """Radicale storage on SQL; a drop-in for ``multifilesystem``."""
+
+    # Paths are strings in a table: every name a client can send is fine.
+    _is_collision_free = True
+    _supports_unicode = True
+    _supports_trailing_whitespace = True
+    _supports_problematic_chars = True
+
+    def __init__(self, configuration: config.Configuration) -> None:
+        configuration = configuration.copy(PLUGIN_CONFIG_SCHEMA)
+        super().__init__(configuration)
+        url = configuration.get("storage", "database_url")
+        if not url:
+            folder = os.path.abspath(
+                os.path.expanduser(configuration.get("storage", "filesystem_folder"))
+            )
+            os.makedirs(folder, exist_ok=True)
+            url = "sqlite:///" + os.path.join(folder, "servicehop.db")
+        self._max_vevent_rrule_occurrence = configuration.get(
+            "server", "max_vevent_rrule_occurrence"
+        )
+        self.db = Database(url)
+        found = ensure_schema(self.db)
+        logger.info(
+            "servicehop storage on %s (schema found at version %d)", self.db.backend, found
+        )
+
+    # -- transactions ----------------------------------------------------
+
+    @types.contextmanager
+    def acquire_lock(self, mode: str, user: str = "", *args: Any, **kwargs: Any) -> Iterator[None]:
+        """One request, one transaction: commit on success, roll back on error."""
+        with self.db.transaction(mode):
+            yield
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """The request's connection, or a short snapshot when Radicale reads
+        after releasing its lock (it may, for collection properties)."""
+        conn = self.db.current()
+        if conn is not None:
+            yield conn
+            return
+        with self.db.transaction("r") as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A savepoint in the request's write transaction."""
+        conn = self.db.current()
+        if conn is None or not self.db.writing:
+            raise RuntimeError("storage write outside of a write lock")
+        with conn.begin_nested():
+            yield conn
+
+    # -- discovery -------------------------------------------------------
+
+    def discover(
+        self,
+        path: str,
+        depth: str = "0",
+        child_context_manager: Callable[[str, str | None], AbstractContextManager[None]]
+        | None = None,
+        user_groups: set[str] = set(),  # noqa: B006 - Radicale's signature
+    ) -> Iterator[types.CollectionOrItem]:
+        if child_context_manager is None:
+            child_context_manager = _null_child_context
+        sane_path = pathutils.strip_path(path)
+        with self.reading() as conn:
+            if sane_path:
+                instance = store_collections.get_instance(conn, sane_path)
+                if instance is None:
+                    parent_path, href = posixpath.split(sane_path)
+                    parent = store_collections.get_instance(conn, parent_path) if parent_path else None
+                    if parent is None:
+                        return
+                    obj = store_objects.get_object(conn, parent.calendar_id, href)
+                    if obj is not None:
+                        yield Collection(self, parent_path, parent)._item(obj)
+                    return
+            else:
+                instance = None
+            collection = Collection(self, sane_path, instance)
+            yield collection
+            if depth == "0":
+                return
+            for item in collection.get_all():
+                with child_context_manager(sane_path, item.href):
+                    yield item
+            for child in store_collections.child_instances(conn, sane_path):
+                with child_context_manager(child.path, None):
+                    yield Collection(self, child.path, child)
+
+    # -- collections and moves -------------------------------------------
+
+    def create_collection(
+        self,
+        href: str,
+        items: Iterable[radicale_item.Item] | None = None,
+        props: Mapping[str, str] | None = None,
+    ) -> tuple[Collection, dict[str, radicale_item.Item], list[str]]:
+        path = pathutils.strip_path(href)
+        if not path:
+            raise ValueError("the root collection always exists")
+        with self.writing() as conn:
+            existing = store_collections.get_instance(conn, path)
+            if not props:
+                instance = existing or store_collections.create_instance(conn, path, {})
+                return Collection(self, path, instance), {}, []
+            props = radicale_item.check_and_sanitize_props(dict(props))
+            suffix = {"VCALENDAR": ".ics", "VADDRESSBOOK": ".vcf"}.get(props.get("tag", ""))
+            old_objects: dict[str, StoredObject] = {}
+            if existing is not None:
+                old_objects = {
+                    obj.href: obj
+                    for obj in store_objects.all_objects(conn, existing.calendar_id)
+                }
+                old_collection = Collection(self, path, existing)
+                store_collections.delete_instance_tree(conn, path)
+            instance = store_collections.create_instance(conn, path, props)
+            collection = Collection(self, path, instance)
+            replaced: dict[str, radicale_item.Item] = {}
+            new_hrefs: list[str] = []
+            if suffix is not None and items is not None:
+                taken: set[str] = set()
+                for item in items:
+                    item_href = _free_href(item.uid, suffix, taken)
+                    taken.add(item_href)
+                    store_objects.put_object(conn, instance.calendar_id, item_href, new_object(item))
+                    if item_href in old_objects:
+                        replaced[item_href] = old_collection._item(old_objects[item_href])
+                    else:
+                        new_hrefs.append(item_href)
+            return collection, replaced, new_hrefs
+
+    def move(
+        self, item: radicale_item.Item, to_collection: storage.BaseCollection, to_href: str
+    ) -> None:
+        if not pathutils.is_safe_path_component(to_href):
+            raise pathutils.UnsafePathError(to_href)
+        source = item.collection
+        assert isinstance(source, Collection) and isinstance(to_collection, Collection)
+        assert item.href is not None
+        if source._calendar_id is None or to_collection._calendar_id is None:
+            raise ValueError("cannot move items into or out of the root collection")
+        if source._calendar_id == to_collection._calendar_id and item.href == to_href:
+            return
+        with self.writing() as conn:
+            if not store_objects.delete_object(conn, source._calendar_id, item.href):
+                raise storage.ComponentNotFoundError(item.href)
+            store_objects.put_object(conn, to_collection._calendar_id, to_href, new_object(item))
+
+    def verify(self) -> bool:
+        return verify_database(self.db, self._max_vevent_rrule_occurrence)
+
+
+def _free_href(uid: str, suffix: str, taken: set[str]) -> str:
+    """The href Radicale's own storage would give an item of a whole-collection PUT."""
+    for href in (
+        uid if uid.lower().endswith(suffix.lower()) else uid + suffix,
+        radicale_item.get_etag(uid).strip('"') + suffix,
+    ):
+        if pathutils.is_safe_filesystem_path_component(href) and href not in taken:
+            return href
+    return radicale_item.find_available_uid(lambda h: h in taken, suffix)

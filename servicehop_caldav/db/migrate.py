@@ -1,0 +1,54 @@
+"""Create the schema on a new database and upgrade an older one in place.
+
+Every start runs :func:`ensure_schema`. It holds the write lock while it
+looks, so several processes starting together on one PostgreSQL upgrade
+once. Each step in ``UPGRADES`` takes the schema from version N to N + 1
+inside the same transaction: an upgrade is all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, select
+
+from servicehop_caldav.db.engine import Database, DatabaseError
+from servicehop_caldav.db.schema import SCHEMA_VERSION, metadata, schema_info
+
+# UPGRADES[n] upgrades a database at version n to version n + 1.
+UPGRADES: dict[int, Callable[[Connection], None]] = {}
+
+
+def current_version(conn: Connection) -> int | None:
+    """The schema version recorded in the database, None if it has none."""
+    if not inspect(conn).has_table(schema_info.name):
+        return None
+    return conn.execute(select(schema_info.c.version)).scalar_one_or_none()
+
+
+def ensure_schema(db: Database) -> int:
+    """Bring the database to SCHEMA_VERSION; return the version found first."""
+    try:
+        with db.transaction("w") as conn:
+            found = current_version(conn)
+            if found is None:
+                metadata.create_all(conn)
+                conn.execute(schema_info.insert().values(id=1, version=SCHEMA_VERSION))
+                return 0
+            if found > SCHEMA_VERSION:
+                raise DatabaseError(
+                    f"the database has schema version {found}, newer than this "
+                    f"servicehop-caldav understands ({SCHEMA_VERSION}): upgrade the software"
+                )
+            for version in range(found, SCHEMA_VERSION):
+                UPGRADES[version](conn)
+                conn.execute(schema_info.update().values(version=version + 1))
+            return found
+    except DatabaseError:
+        raise
+    except Exception as e:
+        raise DatabaseError(f"cannot open the database: {_one_line(e)}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

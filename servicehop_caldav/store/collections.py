@@ -1,0 +1,139 @@
+"""Collections: calendar instances at paths, and the calendars behind them."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import secrets
+import time
+from collections.abc import Mapping
+
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
+
+from servicehop_caldav.db.schema import calendar_instances, calendars
+from servicehop_caldav.store.records import CalendarState, Instance
+
+_INSTANCE_COLUMNS = (
+    calendar_instances.c.id,
+    calendar_instances.c.calendar_id,
+    calendar_instances.c.path,
+    calendar_instances.c.props,
+    calendar_instances.c.modified,
+)
+
+
+def props_to_json(props: Mapping[str, str]) -> str:
+    return json.dumps(dict(props), sort_keys=True, ensure_ascii=False)
+
+
+def parent_of(path: str) -> str:
+    return posixpath.dirname(path)
+
+
+def _instance(row: object) -> Instance:
+    id_, calendar_id, path, props, modified = row  # type: ignore[misc]
+    return Instance(id_, calendar_id, path, props, modified)
+
+
+def get_instance(conn: Connection, path: str) -> Instance | None:
+    row = conn.execute(
+        select(*_INSTANCE_COLUMNS).where(calendar_instances.c.path == path)
+    ).first()
+    return _instance(row) if row is not None else None
+
+
+def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
+    rows = conn.execute(
+        select(*_INSTANCE_COLUMNS)
+        .where(calendar_instances.c.parent_path == parent_path)
+        .order_by(calendar_instances.c.path)
+    )
+    return [_instance(row) for row in rows]
+
+
+def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> Instance:
+    """Create a new calendar and mount it at ``path``, creating missing parents."""
+    assert path, "the root collection always exists"
+    parent = parent_of(path)
+    if parent and get_instance(conn, parent) is None:
+        create_instance(conn, parent, {})
+    now = time.time()
+    calendar_id = conn.execute(
+        insert(calendars)
+        .values(sync_salt=secrets.token_hex(8), revision=0, modified=now)
+        .returning(calendars.c.id)
+    ).scalar_one()
+    props_json = props_to_json(props)
+    instance_id = conn.execute(
+        insert(calendar_instances)
+        .values(
+            calendar_id=calendar_id,
+            path=path,
+            parent_path=parent,
+            props=props_json,
+            modified=now,
+        )
+        .returning(calendar_instances.c.id)
+    ).scalar_one()
+    return Instance(instance_id, calendar_id, path, props_json, now)
+
+
+def delete_instance_tree(conn: Connection, path: str) -> None:
+    """Remove the collection at ``path`` and everything below it.
+
+    A calendar goes with its last instance; its objects and change log go
+    with it (ON DELETE CASCADE).
+    """
+    where = or_(
+        calendar_instances.c.path == path,
+        calendar_instances.c.path.startswith(path + "/", autoescape=True),
+    )
+    calendar_ids = set(conn.execute(select(calendar_instances.c.calendar_id).where(where)).scalars())
+    conn.execute(delete(calendar_instances).where(where))
+    if not calendar_ids:
+        return
+    still_mounted = set(
+        conn.execute(
+            select(calendar_instances.c.calendar_id).where(
+                calendar_instances.c.calendar_id.in_(calendar_ids)
+            )
+        ).scalars()
+    )
+    orphans = calendar_ids - still_mounted
+    if orphans:
+        conn.execute(delete(calendars).where(calendars.c.id.in_(orphans)))
+
+
+def set_props(conn: Connection, instance_id: int, calendar_id: int, props: Mapping[str, str]) -> str:
+    props_json = props_to_json(props)
+    now = time.time()
+    conn.execute(
+        update(calendar_instances)
+        .where(calendar_instances.c.id == instance_id)
+        .values(props=props_json, modified=now)
+    )
+    conn.execute(update(calendars).where(calendars.c.id == calendar_id).values(modified=now))
+    return props_json
+
+
+def calendar_state(conn: Connection, calendar_id: int) -> CalendarState:
+    row = conn.execute(
+        select(calendars.c.sync_salt, calendars.c.revision, calendars.c.modified).where(
+            calendars.c.id == calendar_id
+        )
+    ).one()
+    return CalendarState(calendar_id, row.sync_salt, row.revision, row.modified)
+
+
+def bump_revision(conn: Connection, calendar_id: int) -> int:
+    """Advance the calendar's revision (caller holds the write lock)."""
+    return conn.execute(
+        update(calendars)
+        .where(calendars.c.id == calendar_id)
+        .values(revision=calendars.c.revision + 1, modified=time.time())
+        .returning(calendars.c.revision)
+    ).scalar_one()
+
+
+def count_instances(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(calendar_instances)).scalar_one()

@@ -1,0 +1,146 @@
+"""Calendar objects: one row per resource, found by href, UID or time range."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from sqlalchemy import Connection, Select, delete, exists, insert, select, update
+
+from servicehop_caldav.db.schema import (
+    OP_ADDED,
+    OP_DELETED,
+    OP_MODIFIED,
+    calendar_objects,
+)
+from servicehop_caldav.store import codec
+from servicehop_caldav.store.records import NewObject, StoredObject
+from servicehop_caldav.store.sync import record_change
+
+_o = calendar_objects.c
+_COLUMNS = (
+    _o.href,
+    _o.uid,
+    _o.etag,
+    _o.name,
+    _o.component,
+    _o.first_occurrence,
+    _o.last_occurrence,
+    _o.modified,
+    _o.key_id,
+    _o.data,
+)
+# Bound the IN lists a multiget sends, well below every backend's limit.
+_IN_CHUNK = 500
+
+
+def _rows(conn: Connection, query: Select) -> Iterator[StoredObject]:
+    for row in conn.execute(query):
+        yield StoredObject(
+            href=row.href,
+            uid=row.uid,
+            etag=row.etag,
+            name=row.name,
+            component=row.component,
+            first_occurrence=row.first_occurrence,
+            last_occurrence=row.last_occurrence,
+            modified=row.modified,
+            text=codec.decode(row.data, row.key_id),
+        )
+
+
+def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
+    query = select(*_COLUMNS).where(_o.calendar_id == calendar_id, _o.href == href)
+    return next(_rows(conn, query), None)
+
+
+def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
+    wanted = list(dict.fromkeys(hrefs))
+    found: dict[str, StoredObject] = {}
+    for i in range(0, len(wanted), _IN_CHUNK):
+        query = select(*_COLUMNS).where(
+            _o.calendar_id == calendar_id, _o.href.in_(wanted[i : i + _IN_CHUNK])
+        )
+        found.update((obj.href, obj) for obj in _rows(conn, query))
+    return found
+
+
+def all_objects(conn: Connection, calendar_id: int) -> Iterator[StoredObject]:
+    return _rows(conn, select(*_COLUMNS).where(_o.calendar_id == calendar_id).order_by(_o.href))
+
+
+def all_hrefs(conn: Connection, calendar_id: int) -> list[str]:
+    return list(
+        conn.execute(select(_o.href).where(_o.calendar_id == calendar_id).order_by(_o.href)).scalars()
+    )
+
+
+def objects_in_range(
+    conn: Connection, calendar_id: int, component: str | None, start: int, end: int
+) -> Iterator[StoredObject]:
+    """Objects whose enclosing time range overlaps [start, end).
+
+    The same test Radicale's prefilter applies to every item, answered here
+    by the (calendar_id, first_occurrence, last_occurrence) index.
+    """
+    query = select(*_COLUMNS).where(
+        _o.calendar_id == calendar_id,
+        _o.first_occurrence < end,
+        _o.last_occurrence > start,
+    )
+    if component is not None:
+        query = query.where(_o.component == component)
+    return _rows(conn, query.order_by(_o.href))
+
+
+def has_uid(conn: Connection, calendar_id: int, uid: str) -> bool:
+    return bool(
+        conn.execute(select(exists().where(_o.calendar_id == calendar_id, _o.uid == uid))).scalar()
+    )
+
+
+def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) -> StoredObject:
+    """Insert or replace the object at ``href`` and log the change."""
+    data, key_id = codec.encode(obj.text)
+    now = time.time()
+    values = dict(
+        uid=obj.uid,
+        etag=obj.etag,
+        name=obj.name,
+        component=obj.component,
+        first_occurrence=obj.first_occurrence,
+        last_occurrence=obj.last_occurrence,
+        size=len(data),
+        modified=now,
+        key_id=key_id,
+        data=data,
+    )
+    updated = conn.execute(
+        update(calendar_objects)
+        .where(_o.calendar_id == calendar_id, _o.href == href)
+        .values(**values)
+    ).rowcount
+    if not updated:
+        conn.execute(insert(calendar_objects).values(calendar_id=calendar_id, href=href, **values))
+    record_change(conn, calendar_id, href, OP_MODIFIED if updated else OP_ADDED)
+    return StoredObject(
+        href=href,
+        uid=obj.uid,
+        etag=obj.etag,
+        name=obj.name,
+        component=obj.component,
+        first_occurrence=obj.first_occurrence,
+        last_occurrence=obj.last_occurrence,
+        modified=now,
+        text=obj.text,
+    )
+
+
+def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
+    """Delete the object at ``href``; False if there was none."""
+    deleted = conn.execute(
+        delete(calendar_objects).where(_o.calendar_id == calendar_id, _o.href == href)
+    ).rowcount
+    if deleted:
+        record_change(conn, calendar_id, href, OP_DELETED)
+    return bool(deleted)

@@ -1,0 +1,54 @@
+"""Plain rows the store hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A collection at one path: a mount of a calendar with its properties."""
+
+    id: int
+    calendar_id: int
+    path: str
+    props_json: str
+    modified: float
+
+
+@dataclass(frozen=True)
+class CalendarState:
+    """What the sync token and the collection etag are made of."""
+
+    calendar_id: int
+    sync_salt: str
+    revision: int
+    modified: float
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One calendar object resource, its index columns and its text."""
+
+    href: str
+    uid: str
+    etag: str
+    name: str
+    component: str
+    first_occurrence: int
+    last_occurrence: int
+    modified: float
+    text: str
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """What the store needs to write one object; all derived by the caller."""
+
+    uid: str
+    etag: str
+    name: str
+    component: str
+    first_occurrence: int
+    last_occurrence: int
+    text: str
