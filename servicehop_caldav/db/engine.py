@@ -40,15 +40,15 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             parsed,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=16,
-            max_overflow=16,
+            pool_size=10,
+            max_overflow=10,
         )
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_size=16, max_overflow=16, pool_pre_ping=True)
+        return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
     raise DatabaseError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
@@ -155,3 +155,30 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @classmethod
+    def shared(cls, url: str) -> Database:
+        """The process's one Database for ``url``.
+
+        Radicale builds more than one storage object per process (its sharing
+        module loads its own); they must share the engine, the per-thread
+        transaction and the writer lock, or one request could hold two
+        transactions and wait on itself.
+        """
+        with _shared_lock:
+            db = _shared.get(url)
+            if db is None:
+                db = _shared[url] = cls(url)
+            return db
+
+
+_shared: dict[str, Database] = {}
+_shared_lock = threading.Lock()
+
+
+def dispose_shared(url: str) -> None:
+    """Close the pooled connections of the shared Database for ``url``."""
+    with _shared_lock:
+        db = _shared.pop(url, None)
+    if db is not None:
+        db.dispose()

@@ -7,8 +7,9 @@ import posixpath
 import secrets
 import time
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
 from servicehop_caldav.db.schema import calendar_instances, calendars
 from servicehop_caldav.store.records import CalendarState, Instance
@@ -30,9 +31,8 @@ def parent_of(path: str) -> str:
     return posixpath.dirname(path)
 
 
-def _instance(row: object) -> Instance:
-    id_, calendar_id, path, props, modified = row  # type: ignore[misc]
-    return Instance(id_, calendar_id, path, props, modified)
+def _instance(row: Row[Any]) -> Instance:
+    return Instance(row.id, row.calendar_id, row.path, row.props, row.modified)
 
 
 def get_instance(conn: Connection, path: str) -> Instance | None:

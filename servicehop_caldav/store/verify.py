@@ -51,7 +51,7 @@ def verify_database(db: Database, max_vevent_rrule_occurrence: int = 0) -> bool:
             select(o.calendar_id, o.href, o.uid, o.etag, o.key_id, o.data, o.first_occurrence,
                    o.last_occurrence)
         ):
-            where = "%r in calendar %d" % (row.href, row.calendar_id)
+            where = f"{row.href!r} in calendar {row.calendar_id}"
             try:
                 text = codec.decode(row.data, row.key_id)
             except Exception as e:

@@ -1,0 +1,1 @@
+"""Configuration templates: installed as ``servicehop_caldav.templates``."""

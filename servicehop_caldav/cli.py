@@ -1,0 +1,148 @@
+"""The `servicehop-caldav` command: set an instance up and run it.
+
+Every command takes ``--home DIR`` (default ``$SERVICEHOP_HOME`` or
+``./instance``). Errors are one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from servicehop_caldav.db.engine import DatabaseError
+from servicehop_caldav.instance import Instance, InstanceError, default_home, init_instance
+from servicehop_caldav.keyfile import KeyFileError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5232
+
+
+class CliError(RuntimeError):
+    """An error the user can act on; printed as one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicehop-caldav", description="Booking-by-calendar CalDAV server."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.add_argument(
+            "--home",
+            type=Path,
+            default=default_home(),
+            help="instance directory (default: $SERVICEHOP_HOME or ./instance)",
+        )
+        return sub
+
+    init = command("init", "create an instance directory with its database and key")
+    init.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of the database (default: SQLite file in the instance)",
+    )
+    init.add_argument("--user", default="demo", help="first login to create (default: demo)")
+
+    serve = command("serve", "run the CalDAV server on an instance")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+
+    command("verify", "check the instance's database for errors")
+    return parser
+
+
+def _load_configuration(instance: Instance, overrides: dict[str, dict[str, str]]):  # noqa: ANN202
+    from radicale import config as radicale_config
+
+    instance.check()
+    try:
+        configuration = radicale_config.load([(str(instance.radicale_conf), False)])
+        if overrides:
+            configuration.update(overrides, "command line")
+    except Exception as e:  # Radicale reports config errors as bare exceptions
+        raise CliError(f"invalid configuration {instance.radicale_conf}: {e}") from e
+    return configuration
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    created = init_instance(args.home, args.database_url, args.user)
+    home = created.instance.home
+    print(f"created instance in {home}")
+    print(f"  login: {created.user}  password: {created.password}")
+    print(f"  start it with: servicehop-caldav serve --home {home}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from radicale import log, server
+
+    instance = Instance(args.home)
+    overrides: dict[str, dict[str, str]] = {"server": {"hosts": f"{args.host}:{args.port}"}}
+    if args.log_level:
+        overrides["logging"] = {"level": args.log_level}
+    configuration = _load_configuration(instance, overrides)
+    log.setup()
+    log.set_level(
+        configuration.get("logging", "level"),
+        configuration.get("logging", "backtrace_on_debug"),
+        configuration.get("logging", "trace_filter"),
+    )
+    _check_port_free(args.host, args.port)
+    shutdown, shutdown_server_side = socket.socketpair()
+
+    def stop(_signum: int, _frame: object) -> None:
+        shutdown.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"serving {instance.home} on http://{args.host}:{args.port}/", flush=True)
+    try:
+        server.serve(configuration, shutdown_server_side)
+    except RuntimeError as e:
+        raise CliError(str(e.__cause__ or e)) from e
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise CliError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from radicale import storage
+
+    configuration = _load_configuration(Instance(args.home), {})
+    try:
+        storage_ = storage.load(configuration)
+    except RuntimeError as e:
+        raise CliError(str(e.__cause__ or e)) from e
+    if not storage_.verify():
+        raise CliError("verification found problems (see the log above)")
+    print("database verified: no problems found")
+
+
+COMMANDS = {"init": cmd_init, "serve": cmd_serve, "verify": cmd_verify}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except (CliError, InstanceError, DatabaseError, KeyFileError, OSError) as e:
+        print(f"servicehop-caldav: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

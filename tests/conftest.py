@@ -1,0 +1,157 @@
+"""Fixtures: the real Radicale server with our storage, on loopback, per test.
+
+Every server test runs twice, on SQLite and on PostgreSQL
+(127.0.0.1:5432, user postgres, database test). PostgreSQL tests get a
+schema of their own, dropped afterwards. A missing PostgreSQL fails the
+tests: it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import caldav
+import pytest
+import requests
+from radicale import config as radicale_config
+from radicale import server as radicale_server
+from sqlalchemy import create_engine, text
+
+from servicehop_caldav.db.engine import dispose_shared
+
+PG_ADMIN_URL = os.environ.get(
+    "SERVICEHOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server: its URL, its database URL and its data folder."""
+
+    url: str
+    database_url: str
+    folder: Path
+    _shutdown: socket.socket
+    _thread: threading.Thread
+
+    def session(self, user: str = "alice") -> requests.Session:
+        s = requests.Session()
+        s.auth = (user, USERS[user])
+        return s
+
+    def client(self, user: str = "alice") -> caldav.DAVClient:
+        return caldav.DAVClient(url=self.url + "/", username=user, password=USERS[user])
+
+    def stop(self) -> None:
+        self._shutdown.close()
+        self._thread.join(30)
+        dispose_shared(self.database_url)
+
+
+def make_database_url(backend: str, tmp_path: Path) -> tuple[str, Any]:
+    """A fresh, empty database of ``backend`` and a function that drops it."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'servicehop.db'}", lambda: None
+    schema = "t_" + uuid.uuid4().hex[:12]
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as e:  # noqa: BLE001 - any failure to reach PostgreSQL
+        pytest.fail(f"PostgreSQL is required at {PG_ADMIN_URL}: {e}")
+
+    def drop() -> None:
+        dispose_shared(url)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+    return url, drop
+
+
+def start_server(
+    database_url: str, folder: Path, extra: dict[str, dict[str, str]] | None = None
+) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    htpasswd = folder / "users"
+    htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
+    port = free_port()
+    configuration = radicale_config.load()
+    values: dict[str, dict[str, str]] = {
+        "server": {"hosts": f"127.0.0.1:{port}", "max_content_length": "1000000"},
+        "auth": {
+            "type": "htpasswd",
+            "htpasswd_filename": str(htpasswd),
+            "htpasswd_encryption": "plain",
+            "delay": "0",
+        },
+        "rights": {"type": "owner_only"},
+        "storage": {
+            "type": "radicale_storage_servicehop",
+            "database_url": database_url,
+            "filesystem_folder": str(folder / "collections"),
+        },
+        "logging": {"level": "warning", "mask_passwords": "True"},
+    }
+    for section, options in (extra or {}).items():
+        values.setdefault(section, {}).update(options)
+    configuration.update(values, "test", privileged=True)
+    shutdown_ours, shutdown_theirs = socket.socketpair()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            radicale_server.serve(configuration, shutdown_theirs)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if errors:
+            raise RuntimeError(f"server failed to start: {errors[0]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise RuntimeError("server did not start listening")
+    return Server(url, database_url, folder, shutdown_ours, thread)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    url, drop = make_database_url(backend, tmp_path)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    srv = start_server(database_url, tmp_path / "server")
+    yield srv
+    srv.stop()
