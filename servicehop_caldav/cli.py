@@ -79,7 +79,9 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from radicale import log, server
+    from radicale import log
+
+    from servicehop_caldav.server import serve
 
     instance = Instance(args.home)
     overrides: dict[str, dict[str, str]] = {"server": {"hosts": f"{args.host}:{args.port}"}}
@@ -102,7 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGINT, stop)
     print(f"serving {instance.home} on http://{args.host}:{args.port}/", flush=True)
     try:
-        server.serve(configuration, shutdown_server_side)
+        serve(configuration, shutdown_server_side)
     except RuntimeError as e:
         raise CliError(str(e.__cause__ or e)) from e
 

@@ -22,10 +22,10 @@ import caldav
 import pytest
 import requests
 from radicale import config as radicale_config
-from radicale import server as radicale_server
 from sqlalchemy import create_engine, text
 
 from servicehop_caldav.db.engine import dispose_shared
+from servicehop_caldav.server import serve
 
 PG_ADMIN_URL = os.environ.get(
     "SERVICEHOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -117,7 +117,7 @@ def start_server(
 
     def run() -> None:
         try:
-            radicale_server.serve(configuration, shutdown_theirs)
+            serve(configuration, shutdown_theirs)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
