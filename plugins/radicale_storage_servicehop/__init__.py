@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import time
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -27,16 +28,18 @@ from typing import Any, overload
 
 import radicale.item as radicale_item
 from radicale import config, pathutils, storage, types
+from radicale.app.base import PATH_BLACKLIST_MINIMAL
 from radicale.item import filter as radicale_filter
 from radicale.log import logger
 from sqlalchemy import Connection
 
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.refusal import Refusal
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store import sync as store_sync
-from servicehop_caldav.store.records import Instance, NewObject, StoredObject
+from servicehop_caldav.store.records import CalendarState, Instance, NewObject, StoredObject
 from servicehop_caldav.store.verify import verify_database
 
 PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
@@ -77,6 +80,12 @@ class Collection(storage.BaseCollection):
         self._path = path
         self._instance = instance
         self._props: dict[str, str] = json.loads(instance.props_json) if instance else {}
+        # The calendar's revision as read with the collection, so a PROPFIND
+        # answers ctag and sync-token of the same snapshot as its members
+        # (Radicale renders properties after it releases the lock). None
+        # after a write through this object: read again when asked.
+        self._state: CalendarState | None = instance.state if instance else None
+        self._props_modified = instance.modified if instance else 0.0
 
     @property
     def path(self) -> str:
@@ -85,6 +94,24 @@ class Collection(storage.BaseCollection):
     @property
     def _calendar_id(self) -> int | None:
         return self._instance.calendar_id if self._instance else None
+
+    def _current_state(self) -> CalendarState | None:
+        if self._state is None and self._instance is not None:
+            with self._storage.reading() as conn:
+                self._state = store_collections.calendar_state(conn, self._instance.calendar_id)
+        return self._state
+
+    def _check_component(self, item: radicale_item.Item) -> None:
+        """RFC 4791 5.3.2.1: only the calendar's supported components go in."""
+        allowed = self._props.get("C:supported-calendar-component-set")
+        if not allowed or not item.component_name:
+            return
+        if item.component_name.upper() not in {c.strip().upper() for c in allowed.split(",")}:
+            raise Refusal(
+                "{urn:ietf:params:xml:ns:caldav}supported-calendar-component",
+                f"this calendar holds only {allowed.replace(',', ', ')}, "
+                f"not {item.component_name}",
+            )
 
     def _item(self, obj: StoredObject) -> radicale_item.Item:
         return radicale_item.Item(
@@ -145,37 +172,36 @@ class Collection(storage.BaseCollection):
             return store_objects.has_uid(conn, self._calendar_id, uid)
 
     def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
-        if self._calendar_id is None:
+        state = self._current_state()
+        if state is None:
             if old_token:
                 raise ValueError("the root collection has no sync tokens")
             return store_sync.TOKEN_PREFIX + "root", ()
+        token = store_sync.make_token(state)
+        if not old_token:
+            # Lazy: a PROPFIND asks for the token only and never iterates.
+            return token, _LazyHrefs(self._storage, state.calendar_id)
+        since = store_sync.token_revision(state, old_token)
+        if since == state.revision:
+            return token, ()
         with self._storage.reading() as conn:
-            state = store_collections.calendar_state(conn, self._calendar_id)
-            token = store_sync.make_token(state)
-            if not old_token:
-                return token, store_objects.all_hrefs(conn, self._calendar_id)
-            since = store_sync.token_revision(state, old_token)
-            if since == state.revision:
-                return token, ()
-            return token, store_sync.changed_hrefs(conn, self._calendar_id, since)
+            return token, store_sync.changed_hrefs(conn, state.calendar_id, since, state.revision)
 
     @property
     def etag(self) -> str:
         digest = sha256()
-        if self._calendar_id is not None:
-            with self._storage.reading() as conn:
-                state = store_collections.calendar_state(conn, self._calendar_id)
+        state = self._current_state()
+        if state is not None:
             digest.update(f"{state.sync_salt}-{state.revision}\0".encode())
         digest.update(store_collections.props_to_json(self._props).encode())
-        return '"%s"' % digest.hexdigest()
+        return f'"{digest.hexdigest()}"'
 
     @property
     def last_modified(self) -> str:
-        if self._instance is None:
+        state = self._current_state()
+        if state is None:
             return _http_date(0)
-        with self._storage.reading() as conn:
-            state = store_collections.calendar_state(conn, self._instance.calendar_id)
-        return _http_date(max(state.modified, self._instance.modified))
+        return _http_date(max(state.modified, self._props_modified))
 
     @overload
     def get_meta(self, key: None = None) -> Mapping[str, str]: ...
@@ -197,6 +223,8 @@ class Collection(storage.BaseCollection):
                 conn, self._instance.id, self._instance.calendar_id, props
             )
         self._props = dict(props)
+        self._props_modified = time.time()
+        self._state = None
 
     def upload(
         self, href: str, item: radicale_item.Item
@@ -205,9 +233,11 @@ class Collection(storage.BaseCollection):
             raise pathutils.UnsafePathError(href)
         if self._calendar_id is None:
             raise ValueError("cannot store items in the root collection")
+        self._check_component(item)
         with self._storage.writing() as conn:
             old = store_objects.get_object(conn, self._calendar_id, href)
             stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
+        self._state = None
         return self._item(stored), self._item(old) if old is not None else None
 
     def delete(self, href: str | None = None) -> None:
@@ -221,6 +251,20 @@ class Collection(storage.BaseCollection):
                 conn, self._calendar_id, href
             ):
                 raise storage.ComponentNotFoundError(href)
+        self._state = None
+
+
+class _LazyHrefs:
+    """All hrefs of a calendar, read only if someone iterates them."""
+
+    def __init__(self, storage_: Storage, calendar_id: int) -> None:
+        self._storage = storage_
+        self._calendar_id = calendar_id
+
+    def __iter__(self) -> Iterator[str]:
+        with self._storage.reading() as conn:
+            hrefs = store_objects.all_hrefs(conn, self._calendar_id)
+        return iter(hrefs)
 
 
 @types.contextmanager
@@ -250,7 +294,7 @@ class Storage(storage.BaseStorage):
         self._max_vevent_rrule_occurrence = configuration.get(
             "server", "max_vevent_rrule_occurrence"
         )
-        self.db = Database(url)
+        self.db = Database.shared(url)
         found = ensure_schema(self.db)
         logger.info(
             "servicehop storage on %s (schema found at version %d)", self.db.backend, found
@@ -376,13 +420,22 @@ class Storage(storage.BaseStorage):
             raise ValueError("cannot move items into or out of the root collection")
         if source._calendar_id == to_collection._calendar_id and item.href == to_href:
             return
+        to_collection._check_component(item)
         with self.writing() as conn:
             if not store_objects.delete_object(conn, source._calendar_id, item.href):
                 raise storage.ComponentNotFoundError(item.href)
             store_objects.put_object(conn, to_collection._calendar_id, to_href, new_object(item))
+        source._state = to_collection._state = None
 
     def verify(self) -> bool:
         return verify_database(self.db, self._max_vevent_rrule_occurrence)
+
+
+def _addressable(href: str) -> bool:
+    """A name Radicale's own request-path check will let a client use."""
+    return pathutils.is_safe_filesystem_path_component(href) and not any(
+        c in PATH_BLACKLIST_MINIMAL or unicodedata.category(c)[0] == "C" for c in href
+    )
 
 
 def _free_href(uid: str, suffix: str, taken: set[str]) -> str:
@@ -391,6 +444,6 @@ def _free_href(uid: str, suffix: str, taken: set[str]) -> str:
         uid if uid.lower().endswith(suffix.lower()) else uid + suffix,
         radicale_item.get_etag(uid).strip('"') + suffix,
     ):
-        if pathutils.is_safe_filesystem_path_component(href) and href not in taken:
+        if _addressable(href) and href not in taken:
             return href
     return radicale_item.find_available_uid(lambda h: h in taken, suffix)

@@ -114,6 +114,19 @@ calendar_changes = Table(
     Index("ix_changes_revision", "calendar_id", "revision"),
 )
 
+# The longest path, href or UID stored (UTF-8 bytes). They are index keys,
+# and a PostgreSQL btree index row holds at most 2704 bytes: a longer key made
+# the INSERT fail (a 500) on PostgreSQL while SQLite took it. Refusing it on
+# every backend keeps them alike; callers see a ValueError (a 400 in Radicale).
+MAX_KEY_BYTES = 2000
+
+
+def check_key(what: str, value: str) -> None:
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{what} too long: {size} bytes, at most {MAX_KEY_BYTES} (UTF-8)")
+
+
 OP_ADDED = 1
 OP_MODIFIED = 2
 OP_DELETED = 3

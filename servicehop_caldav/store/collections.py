@@ -11,16 +11,20 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
-from servicehop_caldav.db.schema import calendar_instances, calendars
+from servicehop_caldav.db.schema import calendar_instances, calendars, check_key
 from servicehop_caldav.store.records import CalendarState, Instance
 
-_INSTANCE_COLUMNS = (
-    calendar_instances.c.id,
-    calendar_instances.c.calendar_id,
-    calendar_instances.c.path,
-    calendar_instances.c.props,
-    calendar_instances.c.modified,
-)
+_i = calendar_instances.c
+_INSTANCES = select(
+    _i.id,
+    _i.calendar_id,
+    _i.path,
+    _i.props,
+    _i.modified,
+    calendars.c.sync_salt,
+    calendars.c.revision,
+    calendars.c.modified.label("calendar_modified"),
+).join(calendars, calendars.c.id == _i.calendar_id)
 
 
 def props_to_json(props: Mapping[str, str]) -> str:
@@ -32,36 +36,31 @@ def parent_of(path: str) -> str:
 
 
 def _instance(row: Row[Any]) -> Instance:
-    return Instance(row.id, row.calendar_id, row.path, row.props, row.modified)
+    state = CalendarState(row.calendar_id, row.sync_salt, row.revision, row.calendar_modified)
+    return Instance(row.id, row.path, row.props, row.modified, state)
 
 
 def get_instance(conn: Connection, path: str) -> Instance | None:
-    row = conn.execute(
-        select(*_INSTANCE_COLUMNS).where(calendar_instances.c.path == path)
-    ).first()
+    row = conn.execute(_INSTANCES.where(_i.path == path)).first()
     return _instance(row) if row is not None else None
 
 
 def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
-    rows = conn.execute(
-        select(*_INSTANCE_COLUMNS)
-        .where(calendar_instances.c.parent_path == parent_path)
-        .order_by(calendar_instances.c.path)
-    )
+    rows = conn.execute(_INSTANCES.where(_i.parent_path == parent_path).order_by(_i.path))
     return [_instance(row) for row in rows]
 
 
 def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> Instance:
     """Create a new calendar and mount it at ``path``, creating missing parents."""
     assert path, "the root collection always exists"
+    check_key("path", path)
     parent = parent_of(path)
     if parent and get_instance(conn, parent) is None:
         create_instance(conn, parent, {})
     now = time.time()
+    salt = secrets.token_hex(8)
     calendar_id = conn.execute(
-        insert(calendars)
-        .values(sync_salt=secrets.token_hex(8), revision=0, modified=now)
-        .returning(calendars.c.id)
+        insert(calendars).values(sync_salt=salt, revision=0, modified=now).returning(calendars.c.id)
     ).scalar_one()
     props_json = props_to_json(props)
     instance_id = conn.execute(
@@ -75,7 +74,7 @@ def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> In
         )
         .returning(calendar_instances.c.id)
     ).scalar_one()
-    return Instance(instance_id, calendar_id, path, props_json, now)
+    return Instance(instance_id, path, props_json, now, CalendarState(calendar_id, salt, 0, now))
 
 
 def delete_instance_tree(conn: Connection, path: str) -> None:
@@ -84,9 +83,12 @@ def delete_instance_tree(conn: Connection, path: str) -> None:
     A calendar goes with its last instance; its objects and change log go
     with it (ON DELETE CASCADE).
     """
+    prefix = path + "/"
     where = or_(
         calendar_instances.c.path == path,
-        calendar_instances.c.path.startswith(path + "/", autoescape=True),
+        # An exact, case-sensitive prefix test. Not LIKE: SQLite's LIKE ignores
+        # ASCII case, so deleting "alice" took "Alice/..." (another user) too.
+        func.substr(calendar_instances.c.path, 1, len(prefix)) == prefix,
     )
     calendar_ids = set(conn.execute(select(calendar_instances.c.calendar_id).where(where)).scalars())
     conn.execute(delete(calendar_instances).where(where))

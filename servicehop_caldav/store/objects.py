@@ -12,6 +12,7 @@ from servicehop_caldav.db.schema import (
     OP_DELETED,
     OP_MODIFIED,
     calendar_objects,
+    check_key,
 )
 from servicehop_caldav.store import codec
 from servicehop_caldav.store.records import NewObject, StoredObject
@@ -101,6 +102,8 @@ def has_uid(conn: Connection, calendar_id: int, uid: str) -> bool:
 
 def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) -> StoredObject:
     """Insert or replace the object at ``href`` and log the change."""
+    check_key("href", href)
+    check_key("UID", obj.uid)
     data, key_id = codec.encode(obj.text)
     now = time.time()
     values = dict(

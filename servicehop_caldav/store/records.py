@@ -6,17 +6,6 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Instance:
-    """A collection at one path: a mount of a calendar with its properties."""
-
-    id: int
-    calendar_id: int
-    path: str
-    props_json: str
-    modified: float
-
-
-@dataclass(frozen=True)
 class CalendarState:
     """What the sync token and the collection etag are made of."""
 
@@ -24,6 +13,22 @@ class CalendarState:
     sync_salt: str
     revision: int
     modified: float
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A collection at one path: a mount of a calendar with its properties,
+    and the calendar's state as read in the same query (one snapshot)."""
+
+    id: int
+    path: str
+    props_json: str
+    modified: float
+    state: CalendarState
+
+    @property
+    def calendar_id(self) -> int:
+        return self.state.calendar_id
 
 
 @dataclass(frozen=True)

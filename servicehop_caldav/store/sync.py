@@ -48,12 +48,16 @@ def record_change(conn: Connection, calendar_id: int, href: str, operation: int)
     return revision
 
 
-def changed_hrefs(conn: Connection, calendar_id: int, since_revision: int) -> list[str]:
-    """Hrefs added, changed or deleted after ``since_revision``, each once."""
+def changed_hrefs(conn: Connection, calendar_id: int, since_revision: int, until_revision: int) -> list[str]:
+    """Hrefs added, changed or deleted in (since, until], each once."""
     c = calendar_changes.c
     rows = conn.execute(
         select(c.href)
-        .where(c.calendar_id == calendar_id, c.revision > since_revision)
+        .where(
+            c.calendar_id == calendar_id,
+            c.revision > since_revision,
+            c.revision <= until_revision,
+        )
         .group_by(c.href)
         .order_by(c.href)
     )

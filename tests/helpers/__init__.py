@@ -1,0 +1,1 @@
+"""Helpers of the robustness tests (and the crash_server.py script)."""
