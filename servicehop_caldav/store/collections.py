@@ -135,7 +135,3 @@ def bump_revision(conn: Connection, calendar_id: int) -> int:
         .values(revision=calendars.c.revision + 1, modified=time.time())
         .returning(calendars.c.revision)
     ).scalar_one()
-
-
-def count_instances(conn: Connection) -> int:
-    return conn.execute(select(func.count()).select_from(calendar_instances)).scalar_one()
