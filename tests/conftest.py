@@ -85,14 +85,13 @@ def make_database_url(backend: str, tmp_path: Path) -> tuple[str, Any]:
     return url, drop
 
 
-def start_server(
-    database_url: str, folder: Path, extra: dict[str, dict[str, str]] | None = None
-) -> Server:
+def server_config(
+    database_url: str, folder: Path, port: int, extra: dict[str, dict[str, str]] | None = None
+) -> dict[str, dict[str, str]]:
+    """Radicale configuration of a test server (htpasswd users, owner_only)."""
     folder.mkdir(parents=True, exist_ok=True)
     htpasswd = folder / "users"
     htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
-    port = free_port()
-    configuration = radicale_config.load()
     values: dict[str, dict[str, str]] = {
         "server": {"hosts": f"127.0.0.1:{port}", "max_content_length": "1000000"},
         "auth": {
@@ -111,6 +110,15 @@ def start_server(
     }
     for section, options in (extra or {}).items():
         values.setdefault(section, {}).update(options)
+    return values
+
+
+def start_server(
+    database_url: str, folder: Path, extra: dict[str, dict[str, str]] | None = None
+) -> Server:
+    port = free_port()
+    values = server_config(database_url, folder, port, extra)
+    configuration = radicale_config.load()
     configuration.update(values, "test", privileged=True)
     shutdown_ours, shutdown_theirs = socket.socketpair()
     errors: list[BaseException] = []

@@ -33,7 +33,7 @@ import requests
 
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
-from tests.conftest import USERS, Server, free_port, start_server
+from tests.conftest import USERS, Server, free_port, server_config, start_server
 from tests.helpers.robust import (
     UTC,
     XML,
@@ -264,26 +264,8 @@ def test_injected_failure_leaves_nothing(
 def spawn_crashing_server(
     database_url: str, folder: Path, kill_after: int
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    htpasswd = folder / "users"
-    htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in USERS.items()))
     port = free_port()
-    values = {
-        "server": {"hosts": f"127.0.0.1:{port}", "delay_on_error": "0"},
-        "auth": {
-            "type": "htpasswd",
-            "htpasswd_filename": str(htpasswd),
-            "htpasswd_encryption": "plain",
-            "delay": "0",
-        },
-        "rights": {"type": "owner_only"},
-        "storage": {
-            "type": "radicale_storage_servicehop",
-            "database_url": database_url,
-            "filesystem_folder": str(folder / "collections"),
-        },
-        "logging": {"level": "warning", "mask_passwords": "True"},
-    }
+    values = server_config(database_url, folder, port, {"server": {"delay_on_error": "0"}})
     config_file = folder / "config.json"
     config_file.write_text(json.dumps(values))
     log = folder / "crash_server.log"

@@ -126,17 +126,7 @@ def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) ->
     if not updated:
         conn.execute(insert(calendar_objects).values(calendar_id=calendar_id, href=href, **values))
     record_change(conn, calendar_id, href, OP_MODIFIED if updated else OP_ADDED)
-    return StoredObject(
-        href=href,
-        uid=obj.uid,
-        etag=obj.etag,
-        name=obj.name,
-        component=obj.component,
-        first_occurrence=obj.first_occurrence,
-        last_occurrence=obj.last_occurrence,
-        modified=now,
-        text=obj.text,
-    )
+    return StoredObject(**vars(obj), href=href, modified=now)
 
 
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:

@@ -32,21 +32,6 @@ class Instance:
 
 
 @dataclass(frozen=True)
-class StoredObject:
-    """One calendar object resource, its index columns and its text."""
-
-    href: str
-    uid: str
-    etag: str
-    name: str
-    component: str
-    first_occurrence: int
-    last_occurrence: int
-    modified: float
-    text: str
-
-
-@dataclass(frozen=True)
 class NewObject:
     """What the store needs to write one object; all derived by the caller."""
 
@@ -57,3 +42,11 @@ class NewObject:
     first_occurrence: int
     last_occurrence: int
     text: str
+
+
+@dataclass(frozen=True)
+class StoredObject(NewObject):
+    """One stored calendar object resource: its values, href and mtime."""
+
+    href: str
+    modified: float
