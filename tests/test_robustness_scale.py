@@ -142,7 +142,7 @@ def seed(database_url: str, path: str) -> None:
             rows = []
             for spec in SPECS:
                 text = spec.text()
-                data, key_id = codec.encode(text)
+                data, key_id = codec.encode(conn, text)
                 first, last = spec.time_range()
                 rows.append(
                     dict(

@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from hashlib import sha256
+from pathlib import Path
 from typing import Any, overload
 
 import radicale.item as radicale_item
@@ -33,12 +34,15 @@ from radicale.item import filter as radicale_filter
 from radicale.log import logger
 from sqlalchemy import Connection
 
+from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.keyfile import load_keys
 from servicehop_caldav.refusal import Refusal
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store import sync as store_sync
+from servicehop_caldav.store.keycheck import bind_keyring
 from servicehop_caldav.store.records import CalendarState, Instance, NewObject, StoredObject
 from servicehop_caldav.store.verify import verify_database
 
@@ -48,6 +52,12 @@ PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
             "value": "",
             "help": "SQLAlchemy URL: sqlite:////abs/path.db or postgresql+psycopg://user@host/db "
             "(empty: a SQLite file in filesystem_folder)",
+            "type": str,
+        },
+        "key_file": {
+            "value": "",
+            "help": "key file for encryption at rest (servicehop-caldav init makes one); "
+            "empty: objects are stored in clear",
             "type": str,
         },
     }
@@ -296,6 +306,9 @@ class Storage(storage.BaseStorage):
         )
         self.db = Database.shared(url)
         found = ensure_schema(self.db)
+        key_file = configuration.get("storage", "key_file")
+        keyring = Keyring.from_keys(load_keys(Path(key_file))) if key_file else None
+        bind_keyring(self.db, keyring)
         logger.info(
             "servicehop storage on %s (schema found at version %d)", self.db.backend, found
         )

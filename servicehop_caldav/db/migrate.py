@@ -13,10 +13,16 @@ from collections.abc import Callable
 from sqlalchemy import Connection, inspect, select
 
 from servicehop_caldav.db.engine import Database, DatabaseError
-from servicehop_caldav.db.schema import SCHEMA_VERSION, metadata, schema_info
+from servicehop_caldav.db.schema import SCHEMA_VERSION, VERSION_2_TABLES, metadata, schema_info
+
+
+def _add_directory(conn: Connection) -> None:
+    """1 -> 2: the directory (departments, users, roles) and key checks."""
+    metadata.create_all(conn, tables=list(VERSION_2_TABLES))
+
 
 # UPGRADES[n] upgrades a database at version n to version n + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _add_directory}
 
 
 def current_version(conn: Connection) -> int | None:

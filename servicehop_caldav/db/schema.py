@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -22,13 +23,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -113,6 +115,66 @@ calendar_changes = Table(
     Column("operation", Integer, nullable=False),
     Index("ix_changes_revision", "calendar_id", "revision"),
 )
+
+# -- version 2: the directory and encryption keys ------------------------------
+
+# One row per key id that has ever encrypted data here: a known constant
+# encrypted with that key, so a start with a missing or wrong key is refused
+# before anything is read or written.
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("key_id", Integer, primary_key=True, autoincrement=False),
+    Column("check_value", LargeBinary, nullable=False),
+)
+
+departments = Table(
+    "departments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("language", String(8), nullable=False),
+    # The department's opening-time calendar, mounted in every admin's home.
+    Column("opening_calendar_id", Integer, ForeignKey("calendars.id", ondelete="SET NULL")),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(128), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    # Personal fields, encrypted with key ``key_id`` (AES-GCM).
+    Column("key_id", Integer, nullable=True),
+    Column("name_enc", LargeBinary, nullable=False),
+    Column("email_enc", LargeBinary, nullable=False),
+    Column("address_enc", LargeBinary, nullable=True),
+    Column("phone_enc", LargeBinary, nullable=True),
+    # Keyed hash of the lower-cased e-mail address: finds staff by ATTENDEE
+    # without storing the address in clear.
+    Column("email_index", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Index("ix_users_email_index", "email_index"),
+)
+
+user_roles = Table(
+    "user_roles",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "department_id", String(64), ForeignKey("departments.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("role", String(16), nullable=False),
+    # Recipients only: weekly entitlement in minutes (None = unlimited).
+    Column("weekly_minutes", Integer, nullable=True),
+    PrimaryKeyConstraint("user_id", "department_id", "role"),
+    Index("ix_roles_department", "department_id", "role"),
+)
+
+ROLES = ("recipient", "staff", "admin")
+VERSION_2_TABLES = (key_checks, departments, users, user_roles)
 
 # The longest path, href or UID stored (UTF-8 bytes). They are index keys,
 # and a PostgreSQL btree index row holds at most 2704 bytes: a longer key made

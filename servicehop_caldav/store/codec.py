@@ -1,13 +1,23 @@
 """Turn calendar object text into stored bytes and back.
 
-All object data passes through here, so this is where encryption at rest
-plugs in, and where the store counts how many objects it really decoded
-(a query that should touch few rows can be checked to touch few rows).
+All object data passes through here. With a keyring installed for the
+database (servicehop instances always have one) the bytes are AES-GCM
+ciphertext and the row records the key id; without one (the plugin used as
+a plain Radicale storage with no key file) they are UTF-8 text and the key
+id is NULL. The store also counts how many objects it really decoded, so a
+query that should touch few rows can be checked to touch few rows.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
+
+from sqlalchemy import Connection, Engine
+
+from servicehop_caldav.crypto import Keyring
+
+OBJECT_CONTEXT = b"calendar_objects.data"
 
 
 class DecodeCounter:
@@ -29,14 +39,35 @@ class DecodeCounter:
 
 decoded = DecodeCounter()
 
+_keyrings: weakref.WeakKeyDictionary[Engine, Keyring] = weakref.WeakKeyDictionary()
 
-def encode(text: str) -> tuple[bytes, int | None]:
+
+def install(engine: Engine, keyring: Keyring | None) -> None:
+    """Encrypt everything written through ``engine`` with ``keyring``."""
+    if keyring is None:
+        _keyrings.pop(engine, None)
+    else:
+        _keyrings[engine] = keyring
+
+
+def keyring_of(conn: Connection) -> Keyring | None:
+    return _keyrings.get(conn.engine)
+
+
+def encode(conn: Connection, text: str) -> tuple[bytes, int | None]:
     """Bytes to store and the id of the key that encrypted them (None: clear)."""
-    return text.encode("utf-8"), None
+    keyring = keyring_of(conn)
+    data = text.encode("utf-8")
+    if keyring is None:
+        return data, None
+    return keyring.encrypt(data, OBJECT_CONTEXT)
 
 
-def decode(data: bytes, key_id: int | None) -> str:
-    if key_id is not None:
-        raise ValueError(f"object encrypted with key {key_id}, but no key is loaded")
+def decode(conn: Connection, data: bytes, key_id: int | None) -> str:
     decoded.add()
-    return bytes(data).decode("utf-8")
+    if key_id is None:
+        return bytes(data).decode("utf-8")
+    keyring = keyring_of(conn)
+    if keyring is None:
+        raise ValueError(f"object encrypted with key {key_id}, but no key file is configured")
+    return keyring.decrypt(key_id, data, OBJECT_CONTEXT).decode("utf-8")

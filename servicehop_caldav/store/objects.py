@@ -46,7 +46,7 @@ def _rows(conn: Connection, query: Select) -> Iterator[StoredObject]:
             first_occurrence=row.first_occurrence,
             last_occurrence=row.last_occurrence,
             modified=row.modified,
-            text=codec.decode(row.data, row.key_id),
+            text=codec.decode(conn, row.data, row.key_id),
         )
 
 
@@ -104,7 +104,7 @@ def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) ->
     """Insert or replace the object at ``href`` and log the change."""
     check_key("href", href)
     check_key("UID", obj.uid)
-    data, key_id = codec.encode(obj.text)
+    data, key_id = codec.encode(conn, obj.text)
     now = time.time()
     values = dict(
         uid=obj.uid,

@@ -53,7 +53,7 @@ def verify_database(db: Database, max_vevent_rrule_occurrence: int = 0) -> bool:
         ):
             where = f"{row.href!r} in calendar {row.calendar_id}"
             try:
-                text = codec.decode(row.data, row.key_id)
+                text = codec.decode(conn, row.data, row.key_id)
             except Exception as e:
                 problem("cannot decode %s: %s", where, e)
                 continue

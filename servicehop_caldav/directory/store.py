@@ -1,0 +1,241 @@
+"""Departments, people and roles in SQL; personal fields encrypted."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from servicehop_caldav.crypto import Keyring
+from servicehop_caldav.db.schema import ROLES, departments, user_roles, users
+from servicehop_caldav.passwords import hash_password
+
+LANGUAGES = ("nb", "en")
+# Ids and usernames are path segments of calendar URLs: keep them plain.
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+_PERSONAL = ("name", "email", "address", "phone")
+
+
+class DirectoryError(ValueError):
+    """A directory request that cannot be carried out, and why."""
+
+
+@dataclass(frozen=True)
+class Department:
+    id: str
+    name: str
+    timezone: str
+    language: str
+    opening_calendar_id: int | None
+
+
+@dataclass(frozen=True)
+class Role:
+    department_id: str
+    role: str
+    weekly_minutes: int | None = None
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    username: str
+    disabled: bool
+    name: str
+    email: str
+    address: str | None
+    phone: str | None
+    roles: tuple[Role, ...]
+
+
+def check_slug(what: str, value: str) -> str:
+    if not _SLUG.match(value):
+        raise DirectoryError(
+            f"{what} {value!r} must be 1-64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _context(column: str) -> bytes:
+    return f"users.{column}".encode()
+
+
+def email_key(email: str) -> str:
+    return email.strip().lower()
+
+
+# -- departments ----------------------------------------------------------------
+
+
+def add_department(conn: Connection, id_: str, name: str, timezone: str = "Europe/Oslo",
+                   language: str = "nb") -> Department:
+    check_slug("department id", id_)
+    if not name.strip():
+        raise DirectoryError("a department needs a name")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise DirectoryError(f"unknown time zone {timezone!r}") from e
+    if language not in LANGUAGES:
+        raise DirectoryError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    if get_department(conn, id_) is not None:
+        raise DirectoryError(f"department {id_!r} already exists")
+    conn.execute(insert(departments).values(id=id_, name=name.strip(), timezone=timezone,
+                                            language=language))
+    return Department(id_, name.strip(), timezone, language, None)
+
+
+def _department(row: Row) -> Department:
+    return Department(row.id, row.name, row.timezone, row.language, row.opening_calendar_id)
+
+
+def get_department(conn: Connection, id_: str) -> Department | None:
+    row = conn.execute(select(departments).where(departments.c.id == id_)).first()
+    return _department(row) if row is not None else None
+
+
+def list_departments(conn: Connection) -> list[Department]:
+    return [_department(r) for r in conn.execute(select(departments).order_by(departments.c.id))]
+
+
+def set_opening_calendar(conn: Connection, department_id: str, calendar_id: int) -> None:
+    conn.execute(update(departments).where(departments.c.id == department_id)
+                 .values(opening_calendar_id=calendar_id))
+
+
+# -- people ---------------------------------------------------------------------
+
+
+def _encrypt(keyring: Keyring, column: str, value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    blob, _ = keyring.encrypt(value.encode("utf-8"), _context(column))
+    return blob
+
+
+def _decrypt(keyring: Keyring, key_id: int, column: str, blob: bytes | None) -> str | None:
+    if blob is None:
+        return None
+    return keyring.decrypt(key_id, blob, _context(column)).decode("utf-8")
+
+
+def personal_values(keyring: Keyring, name: str, email: str, address: str | None,
+                    phone: str | None) -> dict[str, object]:
+    """The encrypted columns for these personal fields under the current key."""
+    return {
+        "key_id": keyring.current,
+        "name_enc": _encrypt(keyring, "name", name),
+        "email_enc": _encrypt(keyring, "email", email),
+        "address_enc": _encrypt(keyring, "address", address),
+        "phone_enc": _encrypt(keyring, "phone", phone),
+        "email_index": keyring.blind_index(email_key(email)),
+    }
+
+
+def add_user(conn: Connection, keyring: Keyring, username: str, password: str, name: str,
+             email: str, address: str | None = None, phone: str | None = None) -> int:
+    check_slug("username", username)
+    if not name.strip():
+        raise DirectoryError("a person needs a name")
+    if "@" not in email:
+        raise DirectoryError(f"{email!r} is not an e-mail address")
+    if not password:
+        raise DirectoryError("the password must not be empty")
+    try:
+        return int(conn.execute(
+            insert(users).values(
+                username=username, password_hash=hash_password(password), disabled=False,
+                created=time.time(), **personal_values(keyring, name.strip(), email.strip(),
+                                                       address, phone),
+            ).returning(users.c.id)
+        ).scalar_one())
+    except IntegrityError as e:
+        raise DirectoryError(f"user {username!r} already exists") from e
+
+
+def add_role(conn: Connection, user_id: int, department_id: str, role: str,
+             weekly_minutes: int | None = None) -> None:
+    if role not in ROLES:
+        raise DirectoryError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if get_department(conn, department_id) is None:
+        raise DirectoryError(f"no department {department_id!r}")
+    if weekly_minutes is not None and (role != "recipient" or weekly_minutes < 0):
+        raise DirectoryError("a weekly entitlement (minutes >= 0) belongs to a recipient role")
+    exists = conn.execute(select(user_roles.c.role).where(
+        user_roles.c.user_id == user_id, user_roles.c.department_id == department_id,
+        user_roles.c.role == role)).first()
+    if exists is not None:
+        conn.execute(update(user_roles).where(
+            user_roles.c.user_id == user_id, user_roles.c.department_id == department_id,
+            user_roles.c.role == role).values(weekly_minutes=weekly_minutes))
+    else:
+        conn.execute(insert(user_roles).values(user_id=user_id, department_id=department_id,
+                                               role=role, weekly_minutes=weekly_minutes))
+
+
+def user_id_of(conn: Connection, username: str) -> int | None:
+    return conn.execute(select(users.c.id).where(users.c.username == username)).scalar_one_or_none()
+
+
+def credentials_of(conn: Connection, username: str) -> tuple[str, bool] | None:
+    """(password hash, disabled) of ``username``, or None if there is no such user."""
+    row = conn.execute(select(users.c.password_hash, users.c.disabled)
+                       .where(users.c.username == username)).first()
+    return (row.password_hash, bool(row.disabled)) if row is not None else None
+
+
+def set_password(conn: Connection, username: str, password: str) -> None:
+    if not password:
+        raise DirectoryError("the password must not be empty")
+    if not conn.execute(update(users).where(users.c.username == username)
+                        .values(password_hash=hash_password(password))).rowcount:
+        raise DirectoryError(f"no user {username!r}")
+
+
+def set_disabled(conn: Connection, username: str, disabled: bool) -> None:
+    if not conn.execute(update(users).where(users.c.username == username)
+                        .values(disabled=disabled)).rowcount:
+        raise DirectoryError(f"no user {username!r}")
+
+
+def roles_of(conn: Connection, user_id: int) -> tuple[Role, ...]:
+    rows = conn.execute(select(user_roles).where(user_roles.c.user_id == user_id)
+                        .order_by(user_roles.c.department_id, user_roles.c.role))
+    return tuple(Role(r.department_id, r.role, r.weekly_minutes) for r in rows)
+
+
+def _person(conn: Connection, keyring: Keyring, row: Row) -> Person:
+    key_id = row.key_id
+    return Person(
+        id=row.id, username=row.username, disabled=bool(row.disabled),
+        name=_decrypt(keyring, key_id, "name", row.name_enc) or "",
+        email=_decrypt(keyring, key_id, "email", row.email_enc) or "",
+        address=_decrypt(keyring, key_id, "address", row.address_enc),
+        phone=_decrypt(keyring, key_id, "phone", row.phone_enc),
+        roles=roles_of(conn, row.id),
+    )
+
+
+def get_person(conn: Connection, keyring: Keyring, username: str) -> Person | None:
+    row = conn.execute(select(users).where(users.c.username == username)).first()
+    return _person(conn, keyring, row) if row is not None else None
+
+
+def list_people(conn: Connection, keyring: Keyring, department_id: str | None = None) -> list[Person]:
+    query = select(users).order_by(users.c.username)
+    if department_id is not None:
+        query = query.where(users.c.id.in_(
+            select(user_roles.c.user_id).where(user_roles.c.department_id == department_id)))
+    return [_person(conn, keyring, row) for row in conn.execute(query)]
+
+
+def usernames_by_email(conn: Connection, keyring: Keyring, email: str) -> list[str]:
+    """Users whose e-mail address is ``email`` (case-insensitive)."""
+    index = keyring.blind_index(email_key(email))
+    return list(conn.execute(select(users.c.username).where(users.c.email_index == index)
+                             .order_by(users.c.username)).scalars())
