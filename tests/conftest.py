@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +48,16 @@ class Server:
     folder: Path
     _shutdown: socket.socket
     _thread: threading.Thread
+    # Logins of this server; instance servers get theirs from the tests.
+    passwords: dict[str, str] = field(default_factory=lambda: dict(USERS))
 
     def session(self, user: str = "alice") -> requests.Session:
         s = requests.Session()
-        s.auth = (user, USERS[user])
+        s.auth = (user, self.passwords[user])
         return s
 
     def client(self, user: str = "alice") -> caldav.DAVClient:
-        return caldav.DAVClient(url=self.url + "/", username=user, password=USERS[user])
+        return caldav.DAVClient(url=self.url + "/", username=user, password=self.passwords[user])
 
     def stop(self) -> None:
         self._shutdown.close()
@@ -116,10 +118,32 @@ def server_config(
 def start_server(
     database_url: str, folder: Path, extra: dict[str, dict[str, str]] | None = None
 ) -> Server:
+    """A generic Radicale with our storage (htpasswd users, owner_only, no key)."""
     port = free_port()
-    values = server_config(database_url, folder, port, extra)
     configuration = radicale_config.load()
-    configuration.update(values, "test", privileged=True)
+    configuration.update(server_config(database_url, folder, port, extra), "test", privileged=True)
+    return _run(configuration, port, database_url, folder)
+
+
+def start_instance_server(
+    home: Path, extra: dict[str, dict[str, str]] | None = None
+) -> Server:
+    """A servicehop instance made by ``init`` (its own radicale.conf), on a free port."""
+    port = free_port()
+    configuration = radicale_config.load([(str(home / "radicale.conf"), False)])
+    values: dict[str, dict[str, str]] = {
+        "server": {"hosts": f"127.0.0.1:{port}"},
+        "auth": {"delay": "0"},
+        "logging": {"level": "warning"},
+    }
+    for section, options in (extra or {}).items():
+        values.setdefault(section, {}).update(options)
+    configuration.update(values, "test")
+    database_url = configuration.get("storage", "database_url")
+    return _run(configuration, port, database_url, home)
+
+
+def _run(configuration: Any, port: int, database_url: str, folder: Path) -> Server:
     shutdown_ours, shutdown_theirs = socket.socketpair()
     errors: list[BaseException] = []
 
@@ -163,3 +187,11 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
     srv = start_server(database_url, tmp_path / "server")
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def instance_home(database_url: str, tmp_path: Path) -> Path:
+    """A fresh instance directory (``init``) on the backend under test."""
+    from servicehop_caldav.instance import init_instance
+
+    return init_instance(tmp_path / "instance", database_url).instance.home
