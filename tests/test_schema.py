@@ -81,3 +81,25 @@ def test_newer_schema_is_refused(database_url: str) -> None:
             assert conn.execute(select(schema_info.c.version)).scalar_one() == SCHEMA_VERSION + 5
     finally:
         db.dispose()
+
+
+def test_version_1_database_gains_the_directory(database_url: str) -> None:
+    """A database made by the first release (no directory) upgrades to the
+    current schema and keeps its calendars."""
+    from servicehop_caldav.db.schema import VERSION_2_TABLES, metadata
+
+    db = Database(database_url)
+    try:
+        v1_tables = [t for t in metadata.sorted_tables if t not in VERSION_2_TABLES]
+        with db.transaction("w") as conn:
+            metadata.create_all(conn, tables=v1_tables)
+            conn.execute(schema_info.insert().values(id=1, version=1))
+            conn.execute(text("INSERT INTO calendars (sync_salt, revision, modified) VALUES ('s', 3, 0)"))
+        assert migrate.ensure_schema(db) == 1
+        assert version_of(db) == SCHEMA_VERSION
+        with db.transaction("r") as conn:
+            tables = set(inspect(conn).get_table_names())
+            assert {"departments", "users", "user_roles", "key_checks"} <= tables
+            assert conn.execute(text("SELECT revision FROM calendars")).scalar_one() == 3
+    finally:
+        db.dispose()
