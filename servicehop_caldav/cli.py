@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from servicehop_caldav import cli_directory, cli_keys
 from servicehop_caldav.db.engine import DatabaseError
+from servicehop_caldav.directory.store import DirectoryError
 from servicehop_caldav.instance import Instance, InstanceError, default_home, init_instance
 from servicehop_caldav.keyfile import KeyFileError
 
@@ -25,6 +27,15 @@ class CliError(RuntimeError):
     """An error the user can act on; printed as one line."""
 
 
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=default_home(),
+        help="instance directory (default: $SERVICEHOP_HOME or ./instance)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servicehop-caldav", description="Booking-by-calendar CalDAV server."
@@ -33,12 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_, description=help_)
-        sub.add_argument(
-            "--home",
-            type=Path,
-            default=default_home(),
-            help="instance directory (default: $SERVICEHOP_HOME or ./instance)",
-        )
+        _add_home(sub)
         return sub
 
     init = command("init", "create an instance directory with its database and key")
@@ -47,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLAlchemy URL of the database (default: SQLite file in the instance)",
     )
     init.add_argument("--user", default="demo", help="first login to create (default: demo)")
+    init.add_argument("--tls", action="store_true",
+                      help="serve HTTPS with a new self-signed certificate (localhost, 127.0.0.1, ::1)")
+    init.add_argument("--tls-name", action="append", default=[], metavar="NAME",
+                      help="with --tls: another host name or IP address for the certificate "
+                      "(repeatable)")
 
     serve = command("serve", "run the CalDAV server on an instance")
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address (default {DEFAULT_HOST})")
@@ -54,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
 
     command("verify", "check the instance's database for errors")
+    cli_directory.register(commands, _add_home)
+    cli_keys.register(commands, _add_home)
     return parser
 
 
@@ -71,10 +84,15 @@ def _load_configuration(instance: Instance, overrides: dict[str, dict[str, str]]
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    created = init_instance(args.home, args.database_url, args.user)
+    if args.tls_name and not args.tls:
+        raise CliError("--tls-name needs --tls")
+    created = init_instance(args.home, args.database_url, args.user, args.tls, args.tls_name)
     home = created.instance.home
     print(f"created instance in {home}")
     print(f"  login: {created.user}  password: {created.password}")
+    if created.tls_fingerprint:
+        print(f"  HTTPS certificate {home / 'tls-cert.pem'} (self-signed; clients ask to trust it)")
+        print(f"  its SHA-256 fingerprint: {created.tls_fingerprint}")
     print(f"  start it with: servicehop-caldav serve --home {home}")
 
 
@@ -102,11 +120,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    print(f"serving {instance.home} on http://{args.host}:{args.port}/", flush=True)
+    scheme = "https" if configuration.get("server", "ssl") else "http"
+    print(f"serving {instance.home} on {scheme}://{args.host}:{args.port}/", flush=True)
     try:
         serve(configuration, shutdown_server_side)
     except RuntimeError as e:
-        raise CliError(str(e.__cause__ or e)) from e
+        raise CliError(_reason(e)) from e
+
+
+def _reason(e: RuntimeError) -> str:
+    """One line for a failed start: our own errors say it best; Radicale's
+    wrappers ("Failed to load storage module ...") carry it as the cause."""
+    if isinstance(e, (KeyFileError, DatabaseError, InstanceError)) or e.__cause__ is None:
+        return str(e)
+    return str(e.__cause__)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -125,20 +152,21 @@ def cmd_verify(args: argparse.Namespace) -> None:
     try:
         storage_ = storage.load(configuration)
     except RuntimeError as e:
-        raise CliError(str(e.__cause__ or e)) from e
+        raise CliError(_reason(e)) from e
     if not storage_.verify():
         raise CliError("verification found problems (see the log above)")
     print("database verified: no problems found")
 
 
-COMMANDS = {"init": cmd_init, "serve": cmd_serve, "verify": cmd_verify}
+COMMANDS = {"init": cmd_init, "serve": cmd_serve, "verify": cmd_verify, **cli_directory.COMMANDS,
+            **cli_keys.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except (CliError, InstanceError, DatabaseError, KeyFileError, OSError) as e:
+    except (CliError, InstanceError, DatabaseError, KeyFileError, DirectoryError, OSError) as e:
         print(f"servicehop-caldav: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -28,6 +28,12 @@ class KeyError_(RuntimeError):
     """Data cannot be decrypted: its key is missing or wrong."""
 
 
+def _index_key(key: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"servicehop blind index v1"
+    ).derive(key)
+
+
 @dataclass
 class Keyring:
     """The keys of an instance by id; ``current`` encrypts new data."""
@@ -36,14 +42,14 @@ class Keyring:
     current: int
     _aead: dict[int, AESGCM] = field(init=False, repr=False)
     _index_key: bytes = field(init=False, repr=False)
+    _index_keys: dict[int, bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.current not in self.keys:
             raise ValueError(f"current key {self.current} is not among the keys")
         self._aead = {key_id: AESGCM(key) for key_id, key in self.keys.items()}
-        self._index_key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"servicehop blind index v1"
-        ).derive(self.keys[self.current])
+        self._index_keys = {key_id: _index_key(key) for key_id, key in self.keys.items()}
+        self._index_key = self._index_keys[self.current]
 
     @classmethod
     def from_keys(cls, keys: dict[int, bytes]) -> Keyring:
@@ -67,6 +73,13 @@ class Keyring:
     def blind_index(self, value: str) -> str:
         """A keyed hash for equality lookups of an encrypted value."""
         return hmac.new(self._index_key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def blind_indexes(self, value: str) -> list[str]:
+        """``value``'s blind index under every key, the current one first: a
+        lookup that also finds rows a rotation has not re-indexed yet."""
+        ordered = [self.current, *(k for k in self.keys if k != self.current)]
+        data = value.encode("utf-8")
+        return [hmac.new(self._index_keys[k], data, hashlib.sha256).hexdigest() for k in ordered]
 
     def check_value(self, key_id: int) -> bytes:
         nonce = os.urandom(NONCE_BYTES)

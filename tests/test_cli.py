@@ -38,11 +38,13 @@ def init(home: Path, *extra: str) -> str:
 def test_init_creates_the_instance(tmp_path: Path) -> None:
     home = tmp_path / "inst"
     init(home)
-    for name in ("radicale.conf", "servicehop.toml", "servicehop.db", "key", "users.htpasswd"):
+    for name in ("radicale.conf", "servicehop.toml", "servicehop.db", "key"):
         assert (home / name).is_file(), name
+    assert not (home / "users.htpasswd").exists()  # logins live in the directory
     assert stat.S_IMODE((home / "key").stat().st_mode) == 0o600
     conf = (home / "radicale.conf").read_text()
     assert "type = radicale_storage_servicehop" in conf
+    assert "type = radicale_auth_servicehop" in conf
     assert f"database_url = sqlite:///{home / 'servicehop.db'}" in conf
 
 
@@ -101,13 +103,16 @@ def test_serve_answers_caldav_and_verify_passes(tmp_path: Path) -> None:
                 time.sleep(0.1)
         client = caldav.DAVClient(url=f"http://127.0.0.1:{port}/", username="demo", password=password)
         principal = client.principal()
-        calendar = principal.make_calendar(name="Visits", cal_id="visits")
-        calendar.save_event(
+        # `init` makes demo the admin of the demo department: its calendars
+        # are provisioned, and the opening-time calendar is writable.
+        calendars = {str(c.url).rstrip("/").rsplit("/", 1)[-1]: c for c in principal.calendars()}
+        assert sorted(calendars) == ["opening-demo", "overview-demo"]
+        calendars["opening-demo"].save_event(
             "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n"
             "UID:cli-1\r\nDTSTART:20261201T100000Z\r\nDTEND:20261201T110000Z\r\n"
-            "SUMMARY:Cleaning\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+            "SUMMARY:Open\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
         )
-        assert [c.get_display_name() for c in principal.calendars()] == ["Visits"]
+        assert [e.icalendar_component["uid"] for e in calendars["opening-demo"].events()] == ["cli-1"]
         bad = caldav.DAVClient(url=f"http://127.0.0.1:{port}/", username="demo", password="wrong")
         with pytest.raises(caldav.lib.error.AuthorizationError):
             bad.principal()

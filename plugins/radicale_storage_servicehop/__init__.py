@@ -64,6 +64,20 @@ PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+def database_url_of(configuration: config.Configuration) -> str:
+    """``[storage] database_url`` of a Radicale configuration; empty means a
+    SQLite file in ``filesystem_folder``. The auth and rights plugins use it
+    to reach the same database."""
+    storage_configuration = configuration.copy(PLUGIN_CONFIG_SCHEMA)
+    url: str = storage_configuration.get("storage", "database_url")
+    if url:
+        return url
+    folder = os.path.abspath(
+        os.path.expanduser(storage_configuration.get("storage", "filesystem_folder"))
+    )
+    return "sqlite:///" + os.path.join(folder, "servicehop.db")
+
+
 def _http_date(timestamp: float) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
 
@@ -292,22 +306,20 @@ class Storage(storage.BaseStorage):
     _supports_problematic_chars = True
 
     def __init__(self, configuration: config.Configuration) -> None:
+        url = database_url_of(configuration)
         configuration = configuration.copy(PLUGIN_CONFIG_SCHEMA)
         super().__init__(configuration)
-        url = configuration.get("storage", "database_url")
-        if not url:
-            folder = os.path.abspath(
-                os.path.expanduser(configuration.get("storage", "filesystem_folder"))
-            )
-            os.makedirs(folder, exist_ok=True)
-            url = "sqlite:///" + os.path.join(folder, "servicehop.db")
+        if url.startswith("sqlite:///"):
+            os.makedirs(os.path.dirname(url[len("sqlite:///"):]) or ".", exist_ok=True)
         self._max_vevent_rrule_occurrence = configuration.get(
             "server", "max_vevent_rrule_occurrence"
         )
-        self.db = Database.shared(url)
-        found = ensure_schema(self.db)
+        # The key file first: a missing or unreadable one stops the start
+        # before the database is even opened.
         key_file = configuration.get("storage", "key_file")
         keyring = Keyring.from_keys(load_keys(Path(key_file))) if key_file else None
+        self.db = Database.shared(url)
+        found = ensure_schema(self.db)
         bind_keyring(self.db, keyring)
         logger.info(
             "servicehop storage on %s (schema found at version %d)", self.db.backend, found

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db.schema import ROLES, departments, user_roles, users
 from servicehop_caldav.passwords import hash_password
+from servicehop_caldav.store import codec
 
 LANGUAGES = ("nb", "en")
 # Ids and usernames are path segments of calendar URLs: keep them plain.
@@ -146,6 +147,7 @@ def add_user(conn: Connection, keyring: Keyring, username: str, password: str, n
         raise DirectoryError(f"{email!r} is not an e-mail address")
     if not password:
         raise DirectoryError("the password must not be empty")
+    codec.check_current(conn, keyring)
     try:
         return int(conn.execute(
             insert(users).values(
@@ -236,6 +238,7 @@ def list_people(conn: Connection, keyring: Keyring, department_id: str | None = 
 
 def usernames_by_email(conn: Connection, keyring: Keyring, email: str) -> list[str]:
     """Users whose e-mail address is ``email`` (case-insensitive)."""
-    index = keyring.blind_index(email_key(email))
-    return list(conn.execute(select(users.c.username).where(users.c.email_index == index)
+    # Every key's index: rows a rotation has not re-indexed yet are found too.
+    indexes = keyring.blind_indexes(email_key(email))
+    return list(conn.execute(select(users.c.username).where(users.c.email_index.in_(indexes))
                              .order_by(users.c.username)).scalars())

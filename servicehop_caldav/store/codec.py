@@ -13,9 +13,10 @@ from __future__ import annotations
 import threading
 import weakref
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, func, select
 
-from servicehop_caldav.crypto import Keyring
+from servicehop_caldav.crypto import KeyError_, Keyring
+from servicehop_caldav.db.schema import key_checks
 
 OBJECT_CONTEXT = b"calendar_objects.data"
 
@@ -54,12 +55,43 @@ def keyring_of(conn: Connection) -> Keyring | None:
     return _keyrings.get(conn.engine)
 
 
+# conn.info entry: the transaction in which check_current last passed.
+_CHECKED = "servicehop_key_checked"
+
+
+class StaleKeyError(KeyError_):
+    """The database has a newer key than this process: the key was rotated."""
+
+
+def check_current(conn: Connection, keyring: Keyring) -> None:
+    """Refuse to write under a key older than the database's newest key.
+
+    ``rotate-key`` registers its new key (a key_checks row) before it
+    re-encrypts anything; a process that loaded the key file earlier would
+    otherwise keep writing rows under a key the rotation is about to retire.
+    Call inside the write transaction, before encrypting. Asked once per
+    transaction: a rotation registers its key under the same write lock, so
+    the answer cannot change while a write transaction runs.
+    """
+    transaction = conn.get_transaction()
+    if transaction is not None and conn.info.get(_CHECKED) is transaction:
+        return
+    newest = conn.execute(select(func.max(key_checks.c.key_id))).scalar()
+    if newest is not None and newest > keyring.current:
+        raise StaleKeyError(
+            f"the instance key was rotated (key {newest}) after this process loaded key "
+            f"{keyring.current}: restart it; nothing was written"
+        )
+    conn.info[_CHECKED] = transaction
+
+
 def encode(conn: Connection, text: str) -> tuple[bytes, int | None]:
     """Bytes to store and the id of the key that encrypted them (None: clear)."""
     keyring = keyring_of(conn)
     data = text.encode("utf-8")
     if keyring is None:
         return data, None
+    check_current(conn, keyring)
     return keyring.encrypt(data, OBJECT_CONTEXT)
 
 

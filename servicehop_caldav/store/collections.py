@@ -77,6 +77,36 @@ def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> In
     return Instance(instance_id, path, props_json, now, CalendarState(calendar_id, salt, 0, now))
 
 
+def mount_instance(
+    conn: Connection, path: str, calendar_id: int, props: Mapping[str, str]
+) -> Instance:
+    """Mount the existing calendar ``calendar_id`` at ``path`` (a new instance
+    with its own properties), creating missing parents.
+
+    Every instance of a calendar shows the same objects, revision and change
+    log, so its sync tokens and etags are the same in every home.
+    """
+    assert path, "the root collection always exists"
+    check_key("path", path)
+    parent = parent_of(path)
+    if parent and get_instance(conn, parent) is None:
+        create_instance(conn, parent, {})
+    now = time.time()
+    props_json = props_to_json(props)
+    conn.execute(
+        insert(calendar_instances).values(
+            calendar_id=calendar_id,
+            path=path,
+            parent_path=parent,
+            props=props_json,
+            modified=now,
+        )
+    )
+    instance = get_instance(conn, path)
+    assert instance is not None
+    return instance
+
+
 def delete_instance_tree(conn: Connection, path: str) -> None:
     """Remove the collection at ``path`` and everything below it.
 
