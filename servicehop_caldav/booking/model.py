@@ -1,0 +1,109 @@
+"""Plain values the booking rules work on: no Radicale, no SQL.
+
+All datetimes are timezone-aware; the rules compare them as instants.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("interval times must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError("an interval ends after it starts")
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def overlaps(self, other: Interval, gap: timedelta = timedelta(0)) -> bool:
+        """True if the two intervals are closer than ``gap`` (0: they overlap)."""
+        return self.start < other.end + gap and other.start < self.end + gap
+
+    def contains(self, other: Interval) -> bool:
+        return self.start <= other.start and other.end <= self.end
+
+
+@dataclass(frozen=True)
+class Window:
+    """One opening window and the staff (usernames) on duty for all of it."""
+
+    interval: Interval
+    staff: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A confirmed booking: who is served, by whom, when."""
+
+    id: str
+    recipient: str
+    staff: str
+    interval: Interval
+
+
+@dataclass(frozen=True)
+class Request:
+    """A booking request. ``replaces`` is the id of the booking it moves
+    (that booking does not count against the request)."""
+
+    recipient: str
+    interval: Interval
+    service: str
+    replaces: str | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A department's booking rules (defaults as in DESIGN.md)."""
+
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Oslo"))
+    horizon: timedelta = timedelta(days=14)
+    minimum_notice: timedelta = timedelta(minutes=60)
+    min_duration: timedelta = timedelta(minutes=15)
+    max_duration: timedelta = timedelta(minutes=240)
+    travel_buffer: timedelta = timedelta(0)
+    continuity_days: int = 30
+
+
+class Reason(enum.Enum):
+    """Why a request is refused; codes go into the audit log."""
+
+    TOO_SOON = "too-soon"
+    BEYOND_HORIZON = "beyond-horizon"
+    IN_THE_PAST = "in-the-past"
+    TOO_SHORT = "too-short"
+    TOO_LONG = "too-long"
+    OUTSIDE_OPENING = "outside-opening"
+    OWN_OVERLAP = "own-overlap"
+    ENTITLEMENT = "entitlement-exceeded"
+    NO_STAFF_FREE = "no-staff-free"
+    # Found by reading the event, before the rules run.
+    ALL_DAY = "all-day"
+    RECURRING = "recurring"
+    NO_TIME = "no-time"
+    UNKNOWN_SERVICE = "unknown-service"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Accepted with the staff member to serve it, or refused with reasons
+    and the nearest free alternatives (same duration)."""
+
+    staff: str | None
+    reasons: tuple[Reason, ...] = ()
+    alternatives: tuple[Interval, ...] = ()
+
+    @property
+    def accepted(self) -> bool:
+        return self.staff is not None
