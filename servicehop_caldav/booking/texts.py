@@ -1,0 +1,141 @@
+"""What the recipient reads in their own calendar app, in nb and en.
+
+Pure functions of plain values: a decision becomes a SUMMARY prefix and
+DESCRIPTION lines. Times are shown in the department's time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from servicehop_caldav.booking.model import Interval, Reason
+
+LANGUAGES = ("nb", "en")
+
+REASONS: dict[str, dict[Reason, str]] = {
+    "nb": {
+        Reason.TOO_SOON: "Besøket må bestilles minst {notice} før det starter.",
+        Reason.BEYOND_HORIZON: "Besøk kan bestilles høyst {horizon} dager fram i tid.",
+        Reason.IN_THE_PAST: "Tidspunktet har allerede vært.",
+        Reason.TOO_SHORT: "Et besøk må vare minst {min_duration}.",
+        Reason.TOO_LONG: "Et besøk kan vare høyst {max_duration}.",
+        Reason.OUTSIDE_OPENING: "Tidspunktet er utenfor åpningstiden.",
+        Reason.OWN_OVERLAP: "Du har allerede et besøk på dette tidspunktet.",
+        Reason.ENTITLEMENT: "Bestillingen går over ditt vedtak på {weekly} per uke.",
+        Reason.NO_STAFF_FREE: "Ingen ansatte er ledige på dette tidspunktet.",
+        Reason.ALL_DAY: "Et besøk må ha et klokkeslett, ikke være en heldagshendelse.",
+        Reason.RECURRING: "Gjentakende besøk kan ikke bestilles; bestill hvert besøk for seg.",
+        Reason.NO_TIME: "Besøket mangler starttidspunkt.",
+        Reason.UNKNOWN_SERVICE: "Avdelingen har ingen tjeneste med dette navnet.",
+    },
+    "en": {
+        Reason.TOO_SOON: "Visits must be booked at least {notice} before they start.",
+        Reason.BEYOND_HORIZON: "Visits can be booked at most {horizon} days ahead.",
+        Reason.IN_THE_PAST: "That time has already passed.",
+        Reason.TOO_SHORT: "A visit must last at least {min_duration}.",
+        Reason.TOO_LONG: "A visit can last at most {max_duration}.",
+        Reason.OUTSIDE_OPENING: "That time is outside the opening hours.",
+        Reason.OWN_OVERLAP: "You already have a visit at that time.",
+        Reason.ENTITLEMENT: "This booking would exceed your entitlement of {weekly} per week.",
+        Reason.NO_STAFF_FREE: "No member of staff is free at that time.",
+        Reason.ALL_DAY: "A visit needs a time of day; all-day events cannot be booked.",
+        Reason.RECURRING: "Recurring visits cannot be booked; book each visit on its own.",
+        Reason.NO_TIME: "The visit has no start time.",
+        Reason.UNKNOWN_SERVICE: "The department offers no service of that name.",
+    },
+}
+
+PHRASES: dict[str, dict[str, str]] = {
+    "nb": {
+        "not_booked": "IKKE BESTILT: ",
+        "confirmed": "Bekreftet.",
+        "confirmed_by": "Bekreftet: {staff} kommer.",
+        "alternatives": "Ledige tider i nærheten:",
+        "no_alternatives": "Ingen ledige tider i nærheten.",
+        "change_refused": "Endringen ble ikke gjort; bestillingen står som før.",
+        "hours": "{n} t",
+        "minutes": "{n} min",
+    },
+    "en": {
+        "not_booked": "NOT BOOKED: ",
+        "confirmed": "Confirmed.",
+        "confirmed_by": "Confirmed: {staff} will come.",
+        "alternatives": "Free times nearby:",
+        "no_alternatives": "No free times nearby.",
+        "change_refused": "The change was not made; the booking stands as before.",
+        "hours": "{n} h",
+        "minutes": "{n} min",
+    },
+}
+
+_WEEKDAYS = {
+    "nb": ("man.", "tir.", "ons.", "tor.", "fre.", "lør.", "søn."),
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+}
+
+
+def _language(language: str) -> str:
+    return language if language in LANGUAGES else "nb"
+
+
+def duration_text(minutes: int, language: str) -> str:
+    """90 -> "1 t 30 min" / "1 h 30 min"."""
+    phrases = PHRASES[_language(language)]
+    hours, rest = divmod(minutes, 60)
+    parts = []
+    if hours:
+        parts.append(phrases["hours"].format(n=hours))
+    if rest or not hours:
+        parts.append(phrases["minutes"].format(n=rest))
+    return " ".join(parts)
+
+
+def when_text(moment: datetime, timezone: ZoneInfo, language: str) -> str:
+    local = moment.astimezone(timezone)
+    weekday = _WEEKDAYS[_language(language)][local.weekday()]
+    if _language(language) == "nb":
+        return f"{weekday} {local.day}.{local.month}. kl. {local:%H:%M}"
+    return f"{weekday} {local.day} {local:%b} {local:%H:%M}"
+
+
+def interval_text(interval: Interval, timezone: ZoneInfo, language: str) -> str:
+    end = interval.end.astimezone(timezone)
+    return f"{when_text(interval.start, timezone, language)}–{end:%H:%M}"
+
+
+def reason_text(reason: Reason, language: str, **values: object) -> str:
+    """The sentence for ``reason``; ``values`` fills its placeholders
+    (notice, horizon, min_duration, max_duration, weekly)."""
+    return REASONS[_language(language)][reason].format(**values)
+
+
+def refusal_description(
+    reasons: Sequence[str],
+    alternatives: Sequence[Interval],
+    timezone: ZoneInfo,
+    language: str,
+    changed: bool = False,
+) -> str:
+    """DESCRIPTION lines of a refused booking: why, and what is free nearby."""
+    phrases = PHRASES[_language(language)]
+    lines = [phrases["change_refused"]] if changed else []
+    lines.extend(reasons)
+    if alternatives:
+        lines.append(phrases["alternatives"])
+        lines.extend("- " + interval_text(a, timezone, language) for a in alternatives)
+    else:
+        lines.append(phrases["no_alternatives"])
+    return "\n".join(lines)
+
+
+def confirmation_line(language: str, staff_name: str | None) -> str:
+    phrases = PHRASES[_language(language)]
+    if staff_name:
+        return phrases["confirmed_by"].format(staff=staff_name)
+    return phrases["confirmed"]
+
+
+def not_booked_prefix(language: str) -> str:
+    return PHRASES[_language(language)]["not_booked"]
