@@ -1,14 +1,22 @@
 """Plain values the booking rules work on: no Radicale, no SQL.
 
 All datetimes are timezone-aware; the rules compare them as instants.
+Python compares two datetimes that share one tzinfo by wall time (ignoring
+``fold``), which is wrong in the repeated hour of a daylight-saving change;
+``Interval`` therefore validates, measures and compares through UTC.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
+
+
+def instant(moment: datetime) -> datetime:
+    """The same moment in UTC: safe to compare and subtract across DST folds."""
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -19,19 +27,30 @@ class Interval:
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("interval times must be timezone-aware")
-        if self.end <= self.start:
+        if instant(self.end) <= instant(self.start):
             raise ValueError("an interval ends after it starts")
 
     @property
     def duration(self) -> timedelta:
-        return self.end - self.start
+        """Elapsed time (a local 01:00-04:00 on a DST day is 2 or 4 hours)."""
+        return instant(self.end) - instant(self.start)
 
     def overlaps(self, other: Interval, gap: timedelta = timedelta(0)) -> bool:
         """True if the two intervals are closer than ``gap`` (0: they overlap)."""
-        return self.start < other.end + gap and other.start < self.end + gap
+        return (
+            instant(self.start) < instant(other.end) + gap and instant(other.start) < instant(self.end) + gap
+        )
 
     def contains(self, other: Interval) -> bool:
-        return self.start <= other.start and other.end <= self.end
+        return instant(self.start) <= instant(other.start) and instant(other.end) <= instant(self.end)
+
+    def utc(self) -> Interval:
+        """The same interval with both ends in UTC."""
+        return Interval(instant(self.start), instant(self.end))
+
+    def astimezone(self, tz: tzinfo) -> Interval:
+        """The same interval with both ends expressed in ``tz``."""
+        return Interval(self.start.astimezone(tz), self.end.astimezone(tz))
 
 
 @dataclass(frozen=True)
