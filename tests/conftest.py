@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,23 @@ PG_ADMIN_URL = os.environ.get(
     "SERVICEHOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+
+
+def wait_for_port(port: int, failure: Callable[[], str | None], timeout: float = 30) -> None:
+    """Wait until a server listens on 127.0.0.1:``port``; raise at once with
+    ``failure()``'s message when that reports the server has died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problem = failure()
+        if problem is not None:
+            raise RuntimeError(problem)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port} after {timeout:g} s") from None
+            time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -155,19 +172,8 @@ def _run(configuration: Any, port: int, database_url: str, folder: Path) -> Serv
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if errors:
-            raise RuntimeError(f"server failed to start: {errors[0]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError("server did not start listening")
-    return Server(url, database_url, folder, shutdown_ours, thread)
+    wait_for_port(port, lambda: f"server failed to start: {errors[0]}" if errors else None)
+    return Server(f"http://127.0.0.1:{port}", database_url, folder, shutdown_ours, thread)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

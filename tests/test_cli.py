@@ -9,13 +9,12 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import caldav
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_port
 
 CLI = [sys.executable, "-m", "servicehop_caldav.cli"]
 
@@ -92,15 +91,7 @@ def test_serve_answers_caldav_and_verify_passes(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
+        wait_for_port(port, lambda: None if proc.poll() is None else str(proc.communicate()))
         client = caldav.DAVClient(url=f"http://127.0.0.1:{port}/", username="demo", password=password)
         principal = client.principal()
         # `init` makes demo the admin of the demo department: its calendars

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,7 @@ import requests
 
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
-from tests.conftest import USERS, Server, free_port, server_config, start_server
+from tests.conftest import USERS, Server, free_port, server_config, start_server, wait_for_port
 from tests.helpers.robust import (
     UTC,
     XML,
@@ -275,18 +273,15 @@ def spawn_crashing_server(
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"crash server exited early:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
-    else:
+    try:
+        wait_for_port(
+            port,
+            lambda: None if proc.poll() is None else f"crash server exited early:\n{log.read_text()}",
+            timeout=60,
+        )
+    except RuntimeError:
         proc.kill()
-        raise RuntimeError("crash server did not start listening")
+        raise
     return proc, f"http://127.0.0.1:{port}", log
 
 

@@ -7,11 +7,9 @@ import datetime as dt
 import ipaddress
 import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.conftest import free_port, start_instance_server
+from tests.conftest import free_port, start_instance_server, wait_for_port
 
 CLI = [sys.executable, "-m", "servicehop_caldav.cli"]
 
@@ -63,15 +61,7 @@ def test_init_tls_serves_https_only(database_url: str, tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
+        wait_for_port(port, lambda: None if proc.poll() is None else str(proc.communicate()))
         url = f"https://127.0.0.1:{port}/"
         client = caldav.DAVClient(url=url, username=user, password=password,
                                   ssl_verify_cert=str(cert_path))

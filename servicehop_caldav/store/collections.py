@@ -52,29 +52,13 @@ def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
 
 def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> Instance:
     """Create a new calendar and mount it at ``path``, creating missing parents."""
-    assert path, "the root collection always exists"
     check_key("path", path)
-    parent = parent_of(path)
-    if parent and get_instance(conn, parent) is None:
-        create_instance(conn, parent, {})
-    now = time.time()
-    salt = secrets.token_hex(8)
     calendar_id = conn.execute(
-        insert(calendars).values(sync_salt=salt, revision=0, modified=now).returning(calendars.c.id)
+        insert(calendars)
+        .values(sync_salt=secrets.token_hex(8), revision=0, modified=time.time())
+        .returning(calendars.c.id)
     ).scalar_one()
-    props_json = props_to_json(props)
-    instance_id = conn.execute(
-        insert(calendar_instances)
-        .values(
-            calendar_id=calendar_id,
-            path=path,
-            parent_path=parent,
-            props=props_json,
-            modified=now,
-        )
-        .returning(calendar_instances.c.id)
-    ).scalar_one()
-    return Instance(instance_id, path, props_json, now, CalendarState(calendar_id, salt, 0, now))
+    return mount_instance(conn, path, calendar_id, props)
 
 
 def mount_instance(
@@ -91,15 +75,13 @@ def mount_instance(
     parent = parent_of(path)
     if parent and get_instance(conn, parent) is None:
         create_instance(conn, parent, {})
-    now = time.time()
-    props_json = props_to_json(props)
     conn.execute(
         insert(calendar_instances).values(
             calendar_id=calendar_id,
             path=path,
             parent_path=parent,
-            props=props_json,
-            modified=now,
+            props=props_to_json(props),
+            modified=time.time(),
         )
     )
     instance = get_instance(conn, path)
