@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from servicehop_caldav import cli_directory, cli_keys
+from servicehop_caldav import cli_audit, cli_directory, cli_keys
 from servicehop_caldav.db.engine import DatabaseError
 from servicehop_caldav.directory.store import DirectoryError
 from servicehop_caldav.instance import Instance, InstanceError, default_home, init_instance
@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     command("verify", "check the instance's database for errors")
     cli_directory.register(commands, _add_home)
     cli_keys.register(commands, _add_home)
+    cli_audit.register(commands, _add_home)
     return parser
 
 
@@ -159,7 +160,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"init": cmd_init, "serve": cmd_serve, "verify": cmd_verify, **cli_directory.COMMANDS,
-            **cli_keys.COMMANDS}
+            **cli_keys.COMMANDS, **cli_audit.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

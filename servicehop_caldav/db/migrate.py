@@ -13,7 +13,13 @@ from collections.abc import Callable
 from sqlalchemy import Connection, inspect, select
 
 from servicehop_caldav.db.engine import Database, DatabaseError
-from servicehop_caldav.db.schema import SCHEMA_VERSION, VERSION_2_TABLES, metadata, schema_info
+from servicehop_caldav.db.schema import (
+    SCHEMA_VERSION,
+    VERSION_2_TABLES,
+    VERSION_3_TABLES,
+    metadata,
+    schema_info,
+)
 
 
 def _add_directory(conn: Connection) -> None:
@@ -21,8 +27,13 @@ def _add_directory(conn: Connection) -> None:
     metadata.create_all(conn, tables=list(VERSION_2_TABLES))
 
 
+def _add_bookings(conn: Connection) -> None:
+    """2 -> 3: bookings and the audit log."""
+    metadata.create_all(conn, tables=list(VERSION_3_TABLES))
+
+
 # UPGRADES[n] upgrades a database at version n to version n + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _add_directory}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _add_directory, 2: _add_bookings}
 
 
 def current_version(conn: Connection) -> int | None:

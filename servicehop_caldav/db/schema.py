@@ -30,7 +30,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -175,6 +175,59 @@ user_roles = Table(
 
 ROLES = ("recipient", "staff", "admin")
 VERSION_2_TABLES = (key_checks, departments, users, user_roles)
+
+# -- version 3: bookings and the audit log --------------------------------------
+
+# One row per booking the engine holds (confirmed, waiting or flagged): who,
+# when, by whom, and where its two events live. No event text: the service,
+# notes and names stay in the (encrypted) calendar objects.
+bookings = Table(
+    "bookings",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "department_id", String(64), ForeignKey("departments.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("recipient_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("staff_id", Integer, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    Column("start_ts", BigInteger, nullable=False),
+    Column("end_ts", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    # The recipient's event (bookings-D/<href>) and the staff member's visit.
+    Column(
+        "booking_calendar_id", Integer, ForeignKey("calendars.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("booking_href", Text, nullable=False),
+    Column("assignment_calendar_id", Integer, nullable=True),
+    Column("assignment_href", Text, nullable=True),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    UniqueConstraint("booking_calendar_id", "booking_href", name="uq_bookings_event"),
+    Index("ix_bookings_department_time", "department_id", "start_ts", "end_ts"),
+    Index("ix_bookings_recipient_time", "recipient_id", "start_ts"),
+)
+
+BOOKING_STATUSES = ("confirmed", "waiting", "flagged")
+
+# Every decision: who, what interval, outcome, reason codes, staff; never
+# event text. Ids, not names: the people may later be removed, the log stays.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("department_id", String(64), nullable=False),
+    Column("recipient_id", Integer, nullable=True),
+    Column("start_ts", BigInteger, nullable=True),
+    Column("end_ts", BigInteger, nullable=True),
+    Column("action", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reasons", Text, nullable=False, default=""),
+    Column("staff_id", Integer, nullable=True),
+    Index("ix_audit_department_at", "department_id", "at"),
+)
+
+VERSION_3_TABLES = (bookings, audit_log)
 
 # The longest path, href or UID stored (UTF-8 bytes). They are index keys,
 # and a PostgreSQL btree index row holds at most 2704 bytes: a longer key made

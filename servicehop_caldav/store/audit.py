@@ -1,0 +1,77 @@
+"""The audit log: every booking decision, with ids and reason codes only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, insert, select
+
+from servicehop_caldav.db.schema import audit_log, users
+
+ACTIONS = ("book", "move", "change", "cancel", "reassign", "flag", "wait", "confirm-waiting")
+OUTCOMES = ("accepted", "refused", "cancelled", "kept", "flagged", "waiting")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    department_id: str
+    action: str
+    outcome: str
+    recipient_id: int | None = None
+    start_ts: int | None = None
+    end_ts: int | None = None
+    reasons: Sequence[str] = ()
+    staff_id: int | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """An entry as the `audit` command prints it (usernames looked up)."""
+
+    at: float
+    department_id: str
+    recipient: str | None
+    start_ts: int | None
+    end_ts: int | None
+    action: str
+    outcome: str
+    reasons: tuple[str, ...]
+    staff: str | None
+
+
+def record(conn: Connection, entry: AuditEntry) -> None:
+    if entry.action not in ACTIONS or entry.outcome not in OUTCOMES:
+        raise ValueError(f"unknown audit action/outcome {entry.action!r}/{entry.outcome!r}")
+    conn.execute(
+        insert(audit_log).values(
+            at=entry.at, department_id=entry.department_id, recipient_id=entry.recipient_id,
+            start_ts=entry.start_ts, end_ts=entry.end_ts, action=entry.action,
+            outcome=entry.outcome, reasons=",".join(entry.reasons), staff_id=entry.staff_id,
+        )
+    )
+
+
+def entries(conn: Connection, department_id: str, since: float | None = None) -> list[AuditLine]:
+    """The department's entries in time order, with usernames (None when gone)."""
+    recipient, staff = users.alias("recipient_user"), users.alias("staff_user")
+    a = audit_log.c
+    query = (
+        select(a.at, a.department_id, recipient.c.username.label("recipient"), a.start_ts,
+               a.end_ts, a.action, a.outcome, a.reasons, staff.c.username.label("staff"))
+        .select_from(
+            audit_log.outerjoin(recipient, recipient.c.id == a.recipient_id)
+            .outerjoin(staff, staff.c.id == a.staff_id)
+        )
+        .where(a.department_id == department_id)
+        .order_by(a.at, a.id)
+    )
+    if since is not None:
+        query = query.where(a.at >= since)
+    return [
+        AuditLine(r.at, r.department_id, r.recipient, r.start_ts, r.end_ts, r.action, r.outcome,
+                  tuple(x for x in r.reasons.split(",") if x), r.staff)
+        for r in conn.execute(query)
+    ]

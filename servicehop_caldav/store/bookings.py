@@ -1,0 +1,99 @@
+"""Booking rows: the engine's record of who is served when, and by whom.
+
+Times are POSIX seconds (UTC). The rows hold ids only; the events' text
+lives, encrypted, in the calendar objects they point to.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+
+from servicehop_caldav.db.schema import BOOKING_STATUSES, bookings
+
+_b = bookings.c
+
+
+@dataclass(frozen=True)
+class BookingRow:
+    id: str
+    department_id: str
+    recipient_id: int
+    staff_id: int | None
+    start_ts: int
+    end_ts: int
+    status: str
+    booking_calendar_id: int
+    booking_href: str
+    assignment_calendar_id: int | None = None
+    assignment_href: str | None = None
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_ts, UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.fromtimestamp(self.end_ts, UTC)
+
+
+def _row(row: Row) -> BookingRow:
+    return BookingRow(
+        row.id, row.department_id, row.recipient_id, row.staff_id, row.start_ts, row.end_ts,
+        row.status, row.booking_calendar_id, row.booking_href, row.assignment_calendar_id,
+        row.assignment_href,
+    )
+
+
+def _check(booking: BookingRow) -> None:
+    if booking.status not in BOOKING_STATUSES:
+        raise ValueError(f"booking status must be one of {', '.join(BOOKING_STATUSES)}")
+    if booking.end_ts <= booking.start_ts:
+        raise ValueError("a booking ends after it starts")
+
+
+def insert_booking(conn: Connection, booking: BookingRow) -> None:
+    _check(booking)
+    now = time.time()
+    conn.execute(insert(bookings).values(**booking.__dict__, created=now, updated=now))
+
+
+def save_booking(conn: Connection, booking: BookingRow) -> None:
+    """Replace the stored row of ``booking.id`` with ``booking``."""
+    _check(booking)
+    values = {k: v for k, v in booking.__dict__.items() if k != "id"}
+    if not conn.execute(
+        update(bookings).where(_b.id == booking.id).values(**values, updated=time.time())
+    ).rowcount:
+        raise LookupError(f"no booking {booking.id!r}")
+
+
+def delete_booking(conn: Connection, booking_id: str) -> bool:
+    return bool(conn.execute(delete(bookings).where(_b.id == booking_id)).rowcount)
+
+
+def booking_for_event(conn: Connection, calendar_id: int, href: str) -> BookingRow | None:
+    """The booking whose recipient event is ``href`` in calendar ``calendar_id``."""
+    row = conn.execute(
+        select(bookings).where(_b.booking_calendar_id == calendar_id, _b.booking_href == href)
+    ).first()
+    return _row(row) if row is not None else None
+
+
+def bookings_between(
+    conn: Connection, department_id: str, start_ts: int, end_ts: int, status: str | None = None
+) -> list[BookingRow]:
+    """The department's bookings overlapping [start_ts, end_ts), by start then id."""
+    query = select(bookings).where(
+        _b.department_id == department_id, _b.start_ts < end_ts, _b.end_ts > start_ts
+    )
+    if status is not None:
+        query = query.where(_b.status == status)
+    return [_row(r) for r in conn.execute(query.order_by(_b.start_ts, _b.id))]
+
+
+def moved(booking: BookingRow, start_ts: int, end_ts: int, staff_id: int | None) -> BookingRow:
+    return replace(booking, start_ts=start_ts, end_ts=end_ts, staff_id=staff_id)

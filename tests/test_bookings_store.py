@@ -1,0 +1,119 @@
+"""Booking rows and the audit log in the database, and the `audit` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from servicehop_caldav.directory import store as directory
+from servicehop_caldav.instance import Instance
+from servicehop_caldav.store import audit, bookings
+from servicehop_caldav.store import collections as store_collections
+from servicehop_caldav.store.bookings import BookingRow
+
+T0 = int(datetime(2026, 12, 1, 9, tzinfo=UTC).timestamp())  # 10:00 in Oslo
+HOUR = 3600
+
+
+@pytest.fixture
+def people(instance_home: Path) -> dict[str, int]:
+    """Department `hjem`, recipient rita, staff sam; rita's bookings calendar id."""
+    with Instance(instance_home).open() as (db, keyring), db.transaction("w") as conn:
+        directory.add_department(conn, "hjem", "Hjemmetjenesten")
+        rita = directory.add_user(conn, keyring, "rita", "pw", "Rita Hansen", "rita@example.org",
+                                  address="Storgata 1")
+        sam = directory.add_user(conn, keyring, "sam", "pw", "Sam Berg", "sam@example.org")
+        calendar = store_collections.create_instance(conn, "rita/bookings-hjem", {"tag": "VCALENDAR"})
+        return {"rita": rita, "sam": sam, "calendar": calendar.calendar_id}
+
+
+def booking(people: dict[str, int], id_: str, start: int, hours: int = 1, **kw: object) -> BookingRow:
+    values: dict[str, object] = dict(
+        id=id_, department_id="hjem", recipient_id=people["rita"], staff_id=people["sam"],
+        start_ts=start, end_ts=start + hours * HOUR, status="confirmed",
+        booking_calendar_id=people["calendar"], booking_href=f"{id_}.ics",
+    )
+    values.update(kw)
+    return BookingRow(**values)  # type: ignore[arg-type]
+
+
+def test_bookings_are_found_by_event_and_by_time(instance_home: Path, people: dict[str, int]) -> None:
+    with Instance(instance_home).open() as (db, _), db.transaction("w") as conn:
+        for n in range(4):
+            bookings.insert_booking(conn, booking(people, f"b{n}", T0 + n * 2 * HOUR))
+        bookings.insert_booking(conn, booking(people, "w", T0, status="waiting",
+                                              booking_href="w.ics"))
+        found = bookings.bookings_between(conn, "hjem", T0 + HOUR, T0 + 5 * HOUR)
+        assert [b.id for b in found] == ["b1", "b2"]  # b0 ends as the range starts
+        assert [b.id for b in bookings.bookings_between(conn, "hjem", T0, T0 + 1)] == ["b0", "w"]
+        assert [b.id for b in bookings.bookings_between(conn, "hjem", T0, T0 + 1,
+                                                        status="confirmed")] == ["b0"]
+        assert bookings.bookings_between(conn, "other", T0, T0 + 10 * HOUR) == []
+        row = bookings.booking_for_event(conn, people["calendar"], "b2.ics")
+        assert row is not None and row.start == datetime(2026, 12, 1, 13, tzinfo=UTC)
+        bookings.save_booking(conn, bookings.moved(row, T0 + 20 * HOUR, T0 + 21 * HOUR, None))
+        again = bookings.booking_for_event(conn, people["calendar"], "b2.ics")
+        assert again is not None and (again.start_ts, again.staff_id) == (T0 + 20 * HOUR, None)
+        assert bookings.delete_booking(conn, "b2") and not bookings.delete_booking(conn, "b2")
+        with pytest.raises(LookupError):
+            bookings.save_booking(conn, row)
+        with pytest.raises(ValueError, match="status"):
+            bookings.insert_booking(conn, booking(people, "x", T0, status="maybe"))
+
+
+def test_one_booking_per_event_and_rows_go_with_their_calendar(
+    instance_home: Path, people: dict[str, int]
+) -> None:
+    with Instance(instance_home).open() as (db, _):
+        with db.transaction("w") as conn:
+            bookings.insert_booking(conn, booking(people, "a", T0))
+        with pytest.raises(Exception), db.transaction("w") as conn:  # noqa: B017 - driver's error
+            bookings.insert_booking(conn, booking(people, "b", T0 + HOUR, booking_href="a.ics"))
+        with db.transaction("w") as conn:
+            store_collections.delete_instance_tree(conn, "rita")
+            assert bookings.bookings_between(conn, "hjem", 0, 2**40) == []
+
+
+def test_audit_holds_ids_and_codes_and_the_command_prints_them(
+    instance_home: Path, people: dict[str, int]
+) -> None:
+    at = datetime(2026, 11, 30, 8, tzinfo=UTC).timestamp()
+    with Instance(instance_home).open() as (db, _), db.transaction("w") as conn:
+        audit.record(conn, audit.AuditEntry("hjem", "book", "accepted", people["rita"], T0,
+                                            T0 + HOUR, (), people["sam"], at=at))
+        audit.record(conn, audit.AuditEntry("hjem", "book", "refused", people["rita"], T0,
+                                            T0 + HOUR, ("no-staff-free", "entitlement-exceeded"),
+                                            at=at + 60))
+        audit.record(conn, audit.AuditEntry("hjem", "cancel", "cancelled", people["rita"],
+                                            at=datetime(2026, 12, 2, 8, tzinfo=UTC).timestamp()))
+        with pytest.raises(ValueError, match="unknown audit"):
+            audit.record(conn, audit.AuditEntry("hjem", "book", "maybe"))
+        columns = {c["name"] for c in inspect(conn).get_columns("audit_log")}
+    assert not columns & {"summary", "description", "location", "text", "data"}
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "servicehop_caldav.cli", "audit", "--home", str(instance_home),
+             "--department", *extra], capture_output=True, text=True, timeout=60)
+
+    result = run("hjem")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()[1:]
+    assert lines == [
+        "2026-11-30 09:00:00  rita  2026-12-01 10:00-11:00  book  accepted  -  sam",
+        "2026-11-30 09:01:00  rita  2026-12-01 10:00-11:00  book  refused  "
+        "no-staff-free,entitlement-exceeded  -",
+        "2026-12-02 09:00:00  rita  -  cancel  cancelled  -  -",
+    ]
+    assert "Rita Hansen" not in result.stdout and "Storgata" not in result.stdout
+    since = run("hjem", "--since", "2026-12-01")
+    assert since.stdout.splitlines()[1:] == lines[2:]
+    missing = run("nowhere")
+    assert missing.returncode == 1 and "no department 'nowhere'" in missing.stderr
+    bad = run("hjem", "--since", "tomorrow")
+    assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
