@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -31,6 +33,17 @@ PG_ADMIN_URL = os.environ.get(
     "SERVICEHOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
+
+
+CLI = [sys.executable, "-m", "servicehop_caldav.cli"]
+
+
+def spawn_serve(home: Path, port: int) -> subprocess.Popen[str]:
+    """`servicehop-caldav serve` on ``home`` as a subprocess, output piped."""
+    return subprocess.Popen(
+        [*CLI, "serve", "--home", str(home), "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
 
 
 def wait_for_port(port: int, failure: Callable[[], str | None], timeout: float = 30) -> None:

@@ -8,15 +8,12 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import caldav
 import pytest
 
-from tests.conftest import free_port, wait_for_port
-
-CLI = [sys.executable, "-m", "servicehop_caldav.cli"]
+from tests.conftest import CLI, free_port, spawn_serve, wait_for_port
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -86,10 +83,7 @@ def test_serve_answers_caldav_and_verify_passes(tmp_path: Path) -> None:
     home = tmp_path / "inst"
     password = init(home)
     port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--home", str(home), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = spawn_serve(home, port)
     try:
         wait_for_port(port, lambda: None if proc.poll() is None else str(proc.communicate()))
         client = caldav.DAVClient(url=f"http://127.0.0.1:{port}/", username="demo", password=password)

@@ -20,7 +20,6 @@ import secrets
 import signal
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,8 @@ from servicehop_caldav.db.schema import calendar_objects, key_checks, metadata, 
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.keyfile import create_key_file, load_keys, write_key_file
 from servicehop_caldav.store.keycheck import bind_keyring
-from tests.conftest import Server, free_port, start_instance_server, start_server
+from tests.conftest import Server, free_port, spawn_serve, start_instance_server, start_server
 
-CLI = [sys.executable, "-m", "servicehop_caldav.cli"]
 ICS = {"Content-Type": "text/calendar; charset=utf-8"}
 
 # Personal data that must never reach the disk in clear. Short, so that no
@@ -509,10 +507,7 @@ def test_serve_refuses_a_missing_or_wrong_key(instance_home: Path, case: str, me
     sqlite_file = Path(str(make_url(url).database)) if url.startswith("sqlite") else None
     before_bytes = sqlite_file.read_bytes() if sqlite_file else b""
     port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--home", str(instance_home), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = spawn_serve(instance_home, port)
     try:
         _, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:

@@ -9,7 +9,6 @@ import re
 import signal
 import stat
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.conftest import free_port, start_instance_server, wait_for_port
-
-CLI = [sys.executable, "-m", "servicehop_caldav.cli"]
+from tests.conftest import CLI, free_port, spawn_serve, start_instance_server, wait_for_port
 
 
 def test_init_tls_serves_https_only(database_url: str, tmp_path: Path) -> None:
@@ -56,10 +53,7 @@ def test_init_tls_serves_https_only(database_url: str, tmp_path: Path) -> None:
     assert fingerprint.group(1).replace(":", "").lower() == cert.fingerprint(hashes.SHA256()).hex()
 
     port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--home", str(home), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = spawn_serve(home, port)
     try:
         wait_for_port(port, lambda: None if proc.poll() is None else str(proc.communicate()))
         url = f"https://127.0.0.1:{port}/"
