@@ -3,7 +3,9 @@
 Radicale answers any ValueError from the storage with a bare "400 Bad
 Request". When the storage refused for a reason of ours, this subclass turns
 that into 403 with a DAV:error body (RFC 4918 §16) that names the failed
-precondition and carries the reason as text.
+precondition and carries the reason as text. When the storage stored an
+event other than the one sent (a booking decision), the PUT answer loses
+the ETag Radicale gives it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import radicale
 from radicale import types
 
-from servicehop_caldav import refusal
+from servicehop_caldav import refusal, rewritten
 
 
 def refusal_response(refused: refusal.Refusal) -> types.WSGIResponse:
@@ -36,7 +38,14 @@ class Application(radicale.Application):
 
     def do_PUT(self, environ: types.WSGIEnviron, *args: Any, **kwargs: Any) -> Any:
         refusal.take()
-        return self._answer_refusal(super().do_PUT(environ, *args, **kwargs))
+        rewritten.take()
+        result = self._answer_refusal(super().do_PUT(environ, *args, **kwargs))
+        if rewritten.take() and result[0] in (200, 201, 204):
+            # RFC 4791 5.3.4: the stored event is not what was sent; no ETag,
+            # so the client fetches the server's version.
+            status, headers, *rest = result
+            return (status, {k: v for k, v in headers.items() if k.lower() != "etag"}, *rest)
+        return result
 
     def do_MOVE(self, environ: types.WSGIEnviron, *args: Any, **kwargs: Any) -> Any:
         refusal.take()

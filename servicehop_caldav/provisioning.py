@@ -230,6 +230,13 @@ def _apply(conn: Connection, state: _State) -> None:
             )
 
 
+def provision_in(conn: Connection, username: str) -> None:
+    """:func:`ensure_provisioned` inside a write transaction already open."""
+    state = _read(conn, username)
+    if state is not None and _needs_work(state):
+        _apply(conn, state)
+
+
 def ensure_provisioned(db: Database, username: str) -> None:
     """Create what is missing of ``username``'s home and role collections.
 

@@ -12,7 +12,7 @@ from servicehop_caldav.booking.model import Interval, Reason
 
 OSLO = ZoneInfo("Europe/Oslo")
 VALUES = {"notice": "1 t", "horizon": 14, "min_duration": "15 min", "max_duration": "4 t",
-          "weekly": "3 t"}
+          "weekly": "3 t", "max_notes": "4000"}
 
 
 @pytest.mark.parametrize("language", texts.LANGUAGES)

@@ -34,11 +34,14 @@ from radicale.item import filter as radicale_filter
 from radicale.log import logger
 from sqlalchemy import Connection
 
+from servicehop_caldav import rewritten
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.desk.desk import BookingsCalendar, Desk, bookings_calendar
+from servicehop_caldav.desk.settings import SettingsFile
 from servicehop_caldav.keyfile import load_keys
-from servicehop_caldav.refusal import Refusal
+from servicehop_caldav.refusal import NAMESPACE, Refusal
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store import sync as store_sync
@@ -58,6 +61,12 @@ PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
             "value": "",
             "help": "key file for encryption at rest (servicehop-caldav init makes one); "
             "empty: objects are stored in clear",
+            "type": str,
+        },
+        "settings_file": {
+            "value": "",
+            "help": "servicehop.toml with the departments' booking rules "
+            "(empty: the defaults of DESIGN.md, no service catalogue)",
             "type": str,
         },
     }
@@ -80,6 +89,15 @@ def database_url_of(configuration: config.Configuration) -> str:
 
 def _http_date(timestamp: float) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
+
+
+def object_of_text(collection_path: str) -> Callable[[str], NewObject]:
+    """Row values of an iCalendar text the server writes into ``collection_path``."""
+
+    def make(text: str) -> NewObject:
+        return new_object(radicale_item.Item(collection_path=collection_path, text=text))
+
+    return make
 
 
 def new_object(item: radicale_item.Item) -> NewObject:
@@ -118,6 +136,13 @@ class Collection(storage.BaseCollection):
     @property
     def _calendar_id(self) -> int | None:
         return self._instance.calendar_id if self._instance else None
+
+    @property
+    def _bookings(self) -> BookingsCalendar | None:
+        """This collection as a recipient's bookings calendar, if it is one."""
+        if self._instance is None:
+            return None
+        return bookings_calendar(self._path, self._instance.calendar_id)
 
     def _current_state(self) -> CalendarState | None:
         if self._state is None and self._instance is not None:
@@ -258,10 +283,25 @@ class Collection(storage.BaseCollection):
         if self._calendar_id is None:
             raise ValueError("cannot store items in the root collection")
         self._check_component(item)
+        bookings = self._bookings
+        stored: StoredObject | None
+        refused: Refusal | None = None
         with self._storage.writing() as conn:
             old = store_objects.get_object(conn, self._calendar_id, href)
-            stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
+            if bookings is None:
+                stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
+            else:
+                outcome = self._storage.desk.put(
+                    conn, bookings, href, new_object(item), object_of_text(self._path)
+                )
+                stored, refused = outcome.stored, outcome.refusal
+                if outcome.rewritten:
+                    rewritten.mark()
         self._state = None
+        # Raised after the savepoint: the decision's audit entry is kept.
+        if refused is not None:
+            raise refused
+        assert stored is not None
         return self._item(stored), self._item(old) if old is not None else None
 
     def delete(self, href: str | None = None) -> None:
@@ -271,9 +311,12 @@ class Collection(storage.BaseCollection):
                     raise ValueError("the root collection cannot be deleted")
                 store_collections.delete_instance_tree(conn, self._path)
                 return
-            if self._calendar_id is None or not store_objects.delete_object(
-                conn, self._calendar_id, href
-            ):
+            if self._calendar_id is None:
+                raise storage.ComponentNotFoundError(href)
+            bookings = self._bookings
+            if bookings is not None:
+                self._storage.desk.delete(conn, bookings, href)
+            if not store_objects.delete_object(conn, self._calendar_id, href):
                 raise storage.ComponentNotFoundError(href)
         self._state = None
 
@@ -318,6 +361,8 @@ class Storage(storage.BaseStorage):
         # before the database is even opened.
         key_file = configuration.get("storage", "key_file")
         keyring = Keyring.from_keys(load_keys(Path(key_file))) if key_file else None
+        settings_file = configuration.get("storage", "settings_file")
+        self.desk = Desk(SettingsFile(Path(settings_file) if settings_file else None))
         self.db = Database.shared(url)
         found = ensure_schema(self.db)
         bind_keyring(self.db, keyring)
@@ -446,10 +491,18 @@ class Storage(storage.BaseStorage):
         if source._calendar_id == to_collection._calendar_id and item.href == to_href:
             return
         to_collection._check_component(item)
+        source_bookings, target_bookings = source._bookings, to_collection._bookings
+        if (source_bookings or target_bookings) and source._calendar_id != to_collection._calendar_id:
+            raise Refusal(
+                f"{{{NAMESPACE}}}booking-move",
+                "a booking stays in its bookings calendar: change its times instead of moving it",
+            )
         with self.writing() as conn:
             if not store_objects.delete_object(conn, source._calendar_id, item.href):
                 raise storage.ComponentNotFoundError(item.href)
             store_objects.put_object(conn, to_collection._calendar_id, to_href, new_object(item))
+            if source_bookings is not None:
+                self.desk.rename(conn, source_bookings, item.href, to_href)
         source._state = to_collection._state = None
 
     def verify(self) -> bool:

@@ -368,6 +368,12 @@ def _serialise(calendar: icalendar.Calendar) -> str:
     return calendar.to_ical().decode("utf-8")
 
 
+def normalised(text: str) -> str:
+    """``text`` as the functions above would write it unchanged: compare a
+    rewritten event with this to learn whether the server changed anything."""
+    return _serialise(_parse(text))
+
+
 # --- the staff member's visit ----------------------------------------------
 
 
@@ -423,6 +429,7 @@ __all__ = [
     "Unbookable",
     "assignment_text",
     "confirmed_text",
+    "normalised",
     "read_booking",
     "recipient_notes",
     "refused_change_text",

@@ -112,6 +112,11 @@ class Reason(enum.Enum):
     RECURRING = "recurring"
     NO_TIME = "no-time"
     UNKNOWN_SERVICE = "unknown-service"
+    BAD_TIME = "bad-time"
+    END_BEFORE_START = "end-before-start"
+    ZERO_LENGTH = "zero-length"
+    NOTES_TOO_LONG = "notes-too-long"
+    UID_TAKEN = "uid-taken"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ REASONS: dict[str, dict[Reason, str]] = {
         Reason.RECURRING: "Gjentakende besøk kan ikke bestilles; bestill hvert besøk for seg.",
         Reason.NO_TIME: "Besøket mangler starttidspunkt.",
         Reason.UNKNOWN_SERVICE: "Avdelingen har ingen tjeneste med dette navnet.",
+        Reason.BAD_TIME: "Start- eller sluttidspunktet kan ikke leses.",
+        Reason.END_BEFORE_START: "Besøket slutter før det starter.",
+        Reason.ZERO_LENGTH: "Besøket slutter samtidig som det starter.",
+        Reason.NOTES_TOO_LONG: "Beskrivelsen er for lang (høyst {max_notes} tegn).",
+        Reason.UID_TAKEN: "Hendelsens UID tilhører en annen bestilling; lag en ny hendelse.",
     },
     "en": {
         Reason.TOO_SOON: "Visits must be booked at least {notice} before they start.",
@@ -44,6 +49,11 @@ REASONS: dict[str, dict[Reason, str]] = {
         Reason.RECURRING: "Recurring visits cannot be booked; book each visit on its own.",
         Reason.NO_TIME: "The visit has no start time.",
         Reason.UNKNOWN_SERVICE: "The department offers no service of that name.",
+        Reason.BAD_TIME: "The visit's start or end cannot be read.",
+        Reason.END_BEFORE_START: "The visit ends before it starts.",
+        Reason.ZERO_LENGTH: "The visit ends when it starts.",
+        Reason.NOTES_TOO_LONG: "The description is too long (at most {max_notes} characters).",
+        Reason.UID_TAKEN: "This event's UID belongs to another booking; create a new event.",
     },
 }
 
@@ -107,7 +117,7 @@ def interval_text(interval: Interval, timezone: ZoneInfo, language: str) -> str:
 
 def reason_text(reason: Reason, language: str, **values: object) -> str:
     """The sentence for ``reason``; ``values`` fills its placeholders
-    (notice, horizon, min_duration, max_duration, weekly)."""
+    (notice, horizon, min_duration, max_duration, weekly, max_notes)."""
     return REASONS[_language(language)][reason].format(**values)
 
 

@@ -236,6 +236,15 @@ def list_people(conn: Connection, keyring: Keyring, department_id: str | None = 
     return [_person(conn, keyring, row) for row in conn.execute(query)]
 
 
+def people_with_role(conn: Connection, keyring: Keyring, department_id: str, role: str) -> list[Person]:
+    """Everyone who holds ``role`` in ``department_id``, by username (only
+    their rows are decrypted)."""
+    query = select(users).where(users.c.id.in_(
+        select(user_roles.c.user_id).where(user_roles.c.department_id == department_id,
+                                           user_roles.c.role == role))).order_by(users.c.username)
+    return [_person(conn, keyring, row) for row in conn.execute(query)]
+
+
 def usernames_by_email(conn: Connection, keyring: Keyring, email: str) -> list[str]:
     """Users whose e-mail address is ``email`` (case-insensitive)."""
     # Every key's index: rows a rotation has not re-indexed yet are found too.

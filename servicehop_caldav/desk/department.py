@@ -1,0 +1,111 @@
+"""One department as the booking rules see it, read inside the write transaction.
+
+Turns rows into the plain values of :mod:`servicehop_caldav.booking.model`:
+staff as usernames, recipients as their user id (a string), bookings with
+the username of their staff member, opening windows from the department's
+opening calendar. Only staff rows are decrypted (their e-mail addresses
+match ATTENDEEs); recipients stay ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection
+
+from servicehop_caldav.booking.config import DepartmentSettings
+from servicehop_caldav.booking.model import Booking, Interval, Rules, Window
+from servicehop_caldav.booking.opening import expand_windows
+from servicehop_caldav.crypto import Keyring
+from servicehop_caldav.directory import store as directory
+from servicehop_caldav.directory.store import Department, Person
+from servicehop_caldav.store import bookings as store_bookings
+from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store.bookings import BookingRow
+
+# Opening objects are found by their stored occurrence range, which Radicale
+# computes reading floating times as UTC; this margin covers every offset.
+_MARGIN = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DepartmentData:
+    department: Department
+    settings: DepartmentSettings
+    staff: dict[int, Person]  # by user id
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.department.timezone)
+
+    @property
+    def rules(self) -> Rules:
+        return self.settings.rules(self.timezone)
+
+    def staff_username(self, staff_id: int | None) -> str:
+        """The username the rules know a staff member by; someone no longer
+        on the staff keeps a placeholder, so their visits still count."""
+        person = self.staff.get(staff_id) if staff_id is not None else None
+        return person.username if person is not None else f"#{staff_id}"
+
+    def staff_by_username(self, username: str) -> Person | None:
+        return next((p for p in self.staff.values() if p.username == username), None)
+
+
+def load_department(
+    conn: Connection, keyring: Keyring, department_id: str, settings: DepartmentSettings
+) -> DepartmentData | None:
+    department = directory.get_department(conn, department_id)
+    if department is None:
+        return None
+    staff = directory.people_with_role(conn, keyring, department_id, "staff")
+    return DepartmentData(department, settings, {p.id: p for p in staff if not p.disabled})
+
+
+def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end: datetime) -> list[Window]:
+    """The department's opening windows overlapping [start, end)."""
+    calendar_id = data.department.opening_calendar_id
+    if calendar_id is None:
+        return []
+    first, last = start - _MARGIN, end + _MARGIN
+    texts = [
+        obj.text
+        for obj in store_objects.objects_in_range(
+            conn, calendar_id, "VEVENT", int(first.timestamp()), int(last.timestamp())
+        )
+    ]
+    if not texts:
+        return []
+    return expand_windows(
+        texts,
+        timezone=data.timezone,
+        start=start,
+        end=end,
+        staff_by_email={p.email: p.username for p in data.staff.values()},
+        all_staff=frozenset(p.username for p in data.staff.values()),
+    )
+
+
+def as_booking(data: DepartmentData, row: BookingRow) -> Booking:
+    return Booking(
+        id=row.id,
+        recipient=str(row.recipient_id),
+        staff=data.staff_username(row.staff_id),
+        interval=Interval(row.start, row.end),
+    )
+
+
+def confirmed_bookings(
+    conn: Connection, data: DepartmentData, start: datetime, end: datetime
+) -> list[Booking]:
+    """Confirmed bookings with a staff member, overlapping [start, end)."""
+    rows = store_bookings.bookings_between(
+        conn, data.department.id, int(start.timestamp()), int(end.timestamp()) + 1, status="confirmed"
+    )
+    return [as_booking(data, row) for row in rows if row.staff_id is not None]
+
+
+def timestamp(moment: datetime) -> int:
+    return int(moment.astimezone(UTC).timestamp())
