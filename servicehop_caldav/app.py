@@ -6,17 +6,32 @@ that into 403 with a DAV:error body (RFC 4918 §16) that names the failed
 precondition and carries the reason as text. When the storage stored an
 event other than the one sent (a booking decision), the PUT answer loses
 the ETag Radicale gives it.
+
+Radicale's own refusals of a PUT body say why too:
+
+- calendar data it cannot read: 400 stays 400, with a DAV:error body naming
+  CALDAV:valid-calendar-data and the parser's message;
+- an object over ``[server] max_resource_size``: Radicale's "412
+  Precondition failed" (412 is about If-Match and If-None-Match) becomes
+  403 with CALDAV:max-resource-size (RFC 4791 §5.3.2.1) and the limit.
+  Radicale checks If-Match before the size, so a 412 for a body over the
+  limit is read as the size; a body under the limit keeps Radicale's 412.
 """
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, cast
 
 import radicale
-from radicale import types
+import radicale.item as radicale_item
+from radicale import httputils, types
+from radicale.app import put as radicale_put
 
 from servicehop_caldav import refusal, rewritten
+
+CALDAV = "urn:ietf:params:xml:ns:caldav"
 
 
 def refusal_response(refused: refusal.Refusal) -> types.WSGIResponse:
@@ -27,8 +42,16 @@ def refusal_response(refused: refusal.Refusal) -> types.WSGIResponse:
     return refused.status, {"Content-Type": "text/xml; charset=utf-8"}, body, None
 
 
+def _buffer_body(environ: types.WSGIEnviron) -> bytes:
+    """The request body, left readable again for Radicale."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    cast(dict[str, Any], environ)["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
 class Application(radicale.Application):
-    """Radicale's WSGI application; storage refusals answered with reasons."""
+    """Radicale's WSGI application; refusals answered with reasons."""
 
     def _answer_refusal(self, result: Any) -> Any:
         refused = refusal.take()
@@ -36,15 +59,47 @@ class Application(radicale.Application):
             return refusal_response(refused)
         return result
 
-    def do_PUT(self, environ: types.WSGIEnviron, *args: Any, **kwargs: Any) -> Any:
+    def _unreadable(self, environ: types.WSGIEnviron, body: bytes, path: str) -> refusal.Refusal | None:
+        """Why Radicale could not take this body (None: it is not the body)."""
+        try:
+            text = httputils.decode_request(self.configuration, environ, body)
+            components = radicale_item.read_components(text)
+            whole = path.endswith("/")
+            *_, problem = radicale_put.prepare(
+                components, path, environ.get("CONTENT_TYPE", "").split(";")[0],
+                True, True, self._max_resource_size, self._max_vevent_rrule_occurrence,
+                None if whole else "VCALENDAR", whole,
+            )
+        except Exception as e:  # noqa: BLE001 - vobject's and the decoder's errors are many
+            return refusal.Refusal(f"{{{CALDAV}}}valid-calendar-data",
+                                   f"the calendar data cannot be read: {e}", status=400)
+        if problem is not None and problem[0] is not OverflowError:
+            return refusal.Refusal(f"{{{CALDAV}}}valid-calendar-data",
+                                   f"the calendar data is not valid: {problem[1]}", status=400)
+        return None
+
+    def do_PUT(self, environ: types.WSGIEnviron, base_prefix: str, path: str, *args: Any,
+               **kwargs: Any) -> Any:
         refusal.take()
         rewritten.take()
-        result = self._answer_refusal(super().do_PUT(environ, *args, **kwargs))
-        if rewritten.take() and result[0] in (200, 201, 204):
+        body = _buffer_body(environ)
+        result = self._answer_refusal(super().do_PUT(environ, base_prefix, path, *args, **kwargs))
+        status = result[0]
+        if status == 400:  # not ours: the storage's refusals are answered above
+            explained = self._unreadable(environ, body, path)
+            if explained is not None:
+                return refusal_response(explained)
+        if status == 412 and len(body) > self._max_resource_size:
+            return refusal_response(refusal.Refusal(
+                f"{{{CALDAV}}}max-resource-size",
+                f"a calendar object is larger than this server takes "
+                f"(at most {self._max_resource_size} bytes each)",
+            ))
+        if rewritten.take() and status in (200, 201, 204):
             # RFC 4791 5.3.4: the stored event is not what was sent; no ETag,
             # so the client fetches the server's version.
             status, headers, *rest = result
-            return (status, {k: v for k, v in headers.items() if k.lower() != "etag"}, *rest)
+            return (status, {k: v for k, v in dict(headers).items() if k.lower() != "etag"}, *rest)
         return result
 
     def do_MOVE(self, environ: types.WSGIEnviron, *args: Any, **kwargs: Any) -> Any:

@@ -30,6 +30,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from servicehop_caldav.refusal import NAMESPACE, Refusal
+
 SCHEMA_VERSION = 3
 
 metadata = MetaData()
@@ -232,14 +234,19 @@ VERSION_3_TABLES = (bookings, audit_log)
 # The longest path, href or UID stored (UTF-8 bytes). They are index keys,
 # and a PostgreSQL btree index row holds at most 2704 bytes: a longer key made
 # the INSERT fail (a 500) on PostgreSQL while SQLite took it. Refusing it on
-# every backend keeps them alike; callers see a ValueError (a 400 in Radicale).
+# every backend keeps them alike; callers see a Refusal (a ValueError: a 400
+# with the reason).
 MAX_KEY_BYTES = 2000
 
 
 def check_key(what: str, value: str) -> None:
     size = len(value.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
-        raise ValueError(f"{what} too long: {size} bytes, at most {MAX_KEY_BYTES} (UTF-8)")
+        raise Refusal(
+            f"{{{NAMESPACE}}}name-too-long",
+            f"{what} too long: {size} bytes, at most {MAX_KEY_BYTES} (UTF-8)",
+            status=400,
+        )
 
 
 OP_ADDED = 1

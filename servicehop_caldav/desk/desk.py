@@ -197,7 +197,7 @@ class Desk:
     def _new(self, put: _Put, event: BookingEvent, make_object: MakeObject) -> Outcome:
         if event.status == "CANCELLED" and (put.old is None or _same_times(put, event)):
             # A cancelled event asks for nothing (a refused one, saved again).
-            return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
+            return _store_sent(put)
         if _uid_taken(put, event.uid):
             return self._refused(put, (Reason.UID_TAKEN,), (), event.interval, make_object)
         decision = self._decide(put, event.interval, event.service.name, replaces=None)
@@ -223,7 +223,7 @@ class Desk:
         assert row is not None
         if event.status == "CANCELLED":
             self.delete(put.conn, put.calendar, put.href)
-            return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
+            return _store_sent(put)
         if _times(event.interval) == (row.start_ts, row.end_ts) and row.staff_id is not None:
             row = _write_assignment(put, row, event, make_object)
             store_bookings.save_booking(put.conn, row)
@@ -359,9 +359,24 @@ def _store(put: _Put, text: str, make_object: MakeObject) -> Outcome:
     """Store ``text`` at the href, or what the client sent when ``text``
     says the same (then the client's copy is current: it may keep its ETag)."""
     if text == events.normalised(put.sent.text):
-        return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
+        return _store_sent(put)
+    if _unchanged(put, text):
+        return Outcome(put.old, rewritten=True)
     stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text))
     return Outcome(stored, rewritten=True)
+
+
+def _store_sent(put: _Put) -> Outcome:
+    """Store the event as the client sent it. When it says what the stored
+    one says (a client saving again what it fetched), the stored one stays
+    with its ETag and no change is logged for sync."""
+    if _unchanged(put, put.sent.text):
+        return Outcome(put.old)
+    return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
+
+
+def _unchanged(put: _Put, text: str) -> bool:
+    return put.old is not None and events.normalised(put.old.text) == events.normalised(text)
 
 
 def _same_times(put: _Put, event: BookingEvent) -> bool:
