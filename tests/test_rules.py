@@ -332,14 +332,15 @@ def test_move_does_not_count_the_old_booking_against_the_entitlement() -> None:
     assert run(req_new, WEEKDAYS, [old], weekly_minutes=120).reasons == (Reason.ENTITLEMENT,)
 
 
-def test_move_ignores_the_old_booking_for_load_and_continuity() -> None:
-    old = booking("b1", "rita", "ann", t(3, 8), t(3, 12))  # ann 240 min today if counted
-    other = booking("b2", "olav", "bo", t(3, 13), t(3, 14))  # bo 60 min
-    req = request(t(3, 14), t(3, 15), replaces="b1")
-    assert run(req, WEEKDAYS, [old, other]).staff == "ann"
-    past = booking("p1", "rita", "bo", t(1, 10), t(1, 11))
-    assert run(request(t(3, 14), t(3, 15), replaces="p1"), WEEKDAYS, [past]).staff == "ann"
-    assert run(request(t(3, 14), t(3, 15)), WEEKDAYS, [past]).staff == "bo"
+def test_a_moved_booking_keeps_its_employee_when_free() -> None:
+    old = booking("b1", "rita", "cy", t(3, 10), t(3, 11))
+    # Everyone free at 14: cy keeps it although ann comes first by name.
+    assert run(request(t(3, 14), t(3, 15), replaces="b1"), TRIO, [old]).staff == "cy"
+    # cy busy at 14: the usual order among the others (ann has 60 min that day, bo none).
+    busy = booking("b2", "olav", "cy", t(3, 14), t(3, 15))
+    loaded = booking("b3", "olav", "ann", t(3, 8), t(3, 9))
+    assert run(request(t(3, 14), t(3, 15), replaces="b1"), TRIO, [old, busy]).staff == "ann"
+    assert run(request(t(3, 14), t(3, 15), replaces="b1"), TRIO, [old, busy, loaded]).staff == "bo"
 
 
 def test_refused_move_offers_alternatives_that_ignore_the_old_booking() -> None:

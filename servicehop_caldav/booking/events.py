@@ -39,6 +39,8 @@ Decisions (see DESIGN.md, "Booking rules"):
   exist is read with the offset before the change, as in ``opening``).
   DURATION: its days are added on the local calendar, its hours, minutes and
   seconds as elapsed time (RFC 5545 3.3.6). The interval is returned in UTC.
+  Times before 1900 or after 9000 are refused (``bad-value``): no booking
+  needs them, and sums near datetime's ends would overflow.
 - Not bookable (:class:`Unbookable`, checked in this order): more than one
   VEVENT, RECURRENCE-ID, RRULE or RDATE (RECURRING); no DTSTART (NO_TIME); a
   DATE DTSTART (ALL_DAY); no service matched and no default (UNKNOWN_SERVICE).
@@ -69,6 +71,10 @@ PRODID = "-//servicehop-caldav//EN"
 _LABELS = {"nb": {"phone": "Telefon"}, "en": {"phone": "Phone"}}
 _PREFIXES = tuple(texts.not_booked_prefix(language) for language in texts.LANGUAGES)
 _RICH_TEXT = ("X-ALT-DESC",)
+# Times a visit can have: far enough from datetime's ends (years 1 and 9999)
+# that every sum the engine makes with them stays representable.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class EventError(ValueError):
@@ -140,6 +146,24 @@ def read_booking(text: str, *, timezone: ZoneInfo, settings: DepartmentSettings)
     service = settings.service_for(summary)
     if service is None:
         return unbookable(Reason.UNKNOWN_SERVICE)
+    try:
+        start, end = _times(event, start_value, service, timezone)
+    except OverflowError:
+        raise EventError("bad-value", "The visit's time is out of range.") from None
+    if not (_EARLIEST <= start and end <= _LATEST):
+        raise EventError("bad-value", "The visit's time is out of range.")
+    if end < start:
+        raise EventError("end-before-start", "The visit ends before it starts.")
+    if end == start:
+        raise EventError("zero-length", "The visit ends when it starts.")
+    status = _text(event, "STATUS").strip().upper() or None
+    return BookingEvent(uid, Interval(start, end), service, summary, notes, annotated, status)
+
+
+def _times(
+    event: Component, start_value: datetime, service: Service, timezone: ZoneInfo
+) -> tuple[datetime, datetime]:
+    """(start, end) of a timed event in UTC (may raise OverflowError)."""
     start = _aware(start_value, timezone)
     if "DTEND" in event and "DURATION" in event:
         raise EventError("bad-value", "The event has both an end time (DTEND) and a DURATION.")
@@ -155,13 +179,7 @@ def read_booking(text: str, *, timezone: ZoneInfo, settings: DepartmentSettings)
         end = _add(start, duration, timezone)
     else:
         end = _add(start, service.duration, timezone)
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
-    if end < start:
-        raise EventError("end-before-start", "The visit ends before it starts.")
-    if end == start:
-        raise EventError("zero-length", "The visit ends when it starts.")
-    status = _text(event, "STATUS").strip().upper() or None
-    return BookingEvent(uid, Interval(start, end), service, summary, notes, annotated, status)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def strip_prefix(summary: str) -> str:
@@ -315,14 +333,18 @@ def refused_change_text(
     reasons: Sequence[str],
     alternatives: Sequence[Interval],
     timezone: ZoneInfo,
+    notes: str | None = None,
 ) -> str:
     """The stored confirmed booking, unchanged but for the reason the change
     was refused (above its confirmation line; an earlier refused change's
-    reason is replaced, not accumulated)."""
+    reason is replaced, not accumulated). ``notes``, if given, replace the
+    recipient's notes: the change refused *was* the notes (too long), and
+    what the recipient typed must not be lost."""
     calendar = _parse(confirmed)
     refusal = texts.refusal_description(reasons, alternatives, timezone, language, changed=True)
     for event in _events(calendar):
-        notes = _notes(event)[0]
+        if notes is None:
+            notes = _notes(event)[0]
         confirmation = _confirmation_line(event) or texts.confirmation_line(language, None)
         _annotate(event, f"{refusal}\n\n{confirmation}", notes)
     return _serialise(calendar)

@@ -29,7 +29,8 @@ Choices made where DESIGN.md leaves room:
   (bookings count on the local day they start), then username.
 - The booking named by ``request.replaces`` is left out of every check
   (own overlap, entitlement, staff load, continuity). The caller verifies
-  that it belongs to the recipient.
+  that it belongs to the recipient. Its employee, when free for the new
+  time, keeps it: a recipient who moves a visit expects the same person.
 - Alternatives (only on refusal): candidate starts on a grid of ``grid``
   (15 min) counted in elapsed time from each window's start, inside the
   notice/horizon limits, same duration as the request; every candidate is
@@ -102,6 +103,8 @@ class _Context:
         self.entitlement = None if weekly_minutes is None else timedelta(minutes=max(weekly_minutes, 0))
 
         others = [b for b in bookings if request.replaces is None or b.id != request.replaces]
+        # A moved booking stays with its employee when they are free.
+        self.keep = next((b.staff for b in bookings if b.id == request.replaces), None)
         self.busy = _busy_by_staff(others)
         self.own: list[Span] = []
         self.week_used: dict[tuple[int, int], timedelta] = defaultdict(timedelta)
@@ -165,7 +168,9 @@ class _Context:
         if reasons:
             return tuple(sorted(reasons, key=_ORDER.__getitem__)), None
         load = self.day_load.get(self._day(start), {})
-        chosen = min(free, key=lambda s: (-self.served.get(s, 0), load.get(s, timedelta(0)), s))
+        chosen = min(
+            free, key=lambda s: (s != self.keep, -self.served.get(s, 0), load.get(s, timedelta(0)), s)
+        )
         return (), chosen
 
     def alternatives(self, start: datetime, end: datetime, limit: int, grid: timedelta) -> list[Interval]:

@@ -167,7 +167,8 @@ class Desk:
         if isinstance(event, Unbookable):
             return self._refused(put, (event.reason,), (), None, make_object)
         if len(event.notes) > MAX_NOTES:
-            return self._refused(put, (Reason.NOTES_TOO_LONG,), (), event.interval, make_object)
+            return self._refused(put, (Reason.NOTES_TOO_LONG,), (), event.interval, make_object,
+                                 keep_notes=event.notes)
         if put.row is None:
             return self._new(put, event, make_object)
         return self._change(put, event, make_object)
@@ -289,7 +290,11 @@ class Desk:
         alternatives: Sequence[Interval],
         interval: Interval | None,
         make_object: MakeObject,
+        keep_notes: str | None = None,
     ) -> Outcome:
+        """Refuse: record it, then answer 403 (``refuse``) or store the
+        explained event (``annotate``; a refused change keeps the confirmed
+        booking, with ``keep_notes`` as its notes if given)."""
         data = put.data
         language = data.department.language
         sentences = [texts.reason_text(r, language, **self._values(put)) for r in reasons]
@@ -304,7 +309,7 @@ class Desk:
         if put.row is not None and put.old is not None:
             text = events.refused_change_text(
                 put.old.text, language=language, reasons=sentences, alternatives=alternatives,
-                timezone=data.timezone,
+                timezone=data.timezone, notes=keep_notes,
             )
         else:
             text = events.refused_text(
