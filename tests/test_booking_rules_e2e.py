@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -78,10 +79,16 @@ def rows(world: BookingWorld, dept: Department) -> list[Row]:
     ]
 
 
+def instant_of(prop: Any) -> datetime:
+    """A DTSTART/DTEND property as an aware UTC datetime."""
+    value = prop.dt
+    assert isinstance(value, datetime) and value.tzinfo is not None, value
+    return value.astimezone(UTC)
+
+
 def visits(world: BookingWorld, staff: str) -> list[Visit]:
     found = [
-        Visit(str(v["RELATED-TO"]), v["DTSTART"].dt.astimezone(UTC), v["DTEND"].dt.astimezone(UTC),
-              str(v["SUMMARY"]))
+        Visit(str(v["RELATED-TO"]), instant_of(v["DTSTART"]), instant_of(v["DTEND"]), str(v["SUMMARY"]))
         for v in world.assignments(staff)
     ]
     return sorted(found, key=lambda v: v.start)
@@ -128,7 +135,8 @@ def calendar_url(world: BookingWorld, user: str, dept: Department) -> str:
 def caldav_book(world: BookingWorld, user: str, dept: Department, ical: str) -> Booked:
     """Save ``ical`` with the caldav library and read back what the server stored."""
     uid = str(event_of(ical)["UID"])
-    calendar = world.client(user).calendar(url=calendar_url(world, user, dept))
+    client: Any = world.client(user)
+    calendar = client.calendar(url=calendar_url(world, user, dept))
     saved = calendar.add_event(ical)
     fetched = calendar.get_event_by_uid(uid)
     data = fetched.data
@@ -293,7 +301,9 @@ def test_own_overlap_is_refused_even_with_staff_free(world: BookingWorld) -> Non
     first = world.book(rita, dept, local(day, 10), local(day, 11))
     assert_confirmed(first)
     overlapping = world.book(rita, dept, local(day, 10, 30), local(day, 11, 30))
-    assert_refused(overlapping, "You already have a visit at that time.")
+    # The alternatives offered are run through every rule: none overlaps rita's own visit.
+    assert_refused(overlapping, "You already have a visit at that time.", "Free times nearby:\n" + "\n".join(
+        alternative_line(local(day, 11, m), local(day, 12, m)) for m in (0, 15, 30)))
     assert "No member of staff" not in overlapping.description
     adjacent = world.book(rita, dept, local(day, 11), local(day, 12))
     assert_confirmed(adjacent)
@@ -319,7 +329,9 @@ def test_weekly_entitlement_counts_per_iso_week(world: BookingWorld) -> None:
     second = world.book(rita, dept, local(sunday, 22), local(sunday, 23))
     assert_confirmed(second)
     third = world.book(rita, dept, local(wednesday, 10), local(wednesday, 11))
-    assert_refused(third, "This booking would exceed your entitlement of 2 h per week.")
+    # The nearest free time within the entitlement is the first slot of the next ISO week.
+    assert_refused(third, "This booking would exceed your entitlement of 2 h per week.",
+                   "Free times nearby:\n" + alternative_line(local(next_monday, 0), local(next_monday, 1)))
     # Half past midnight on Monday is a new ISO week in Oslo (in UTC it is still Sunday).
     next_week = world.book(rita, dept, local(next_monday, 0, 30), local(next_monday, 2, 30))
     assert_confirmed(next_week)
@@ -417,12 +429,12 @@ def test_least_booked_minutes_that_day_then_name(world: BookingWorld) -> None:
     dept = world.department(staff=2)
     anne, bent = dept.staff
     day = days_ahead(2)
-    dept.open(local(day, 8), local(day, 16))
+    dept.open(local(day, 0), local(day, 23, 45))
     zara, per, quinn, xena, yngve = (dept.recipient() for _ in range(5))
     following = day + timedelta(days=1)
 
-    # A long visit the next day does not count on `day`.
-    assert_confirmed(world.book(zara, dept, local(following, 8), local(following, 12)))
+    # A long visit just after midnight does not count on `day` (in UTC it is still `day`).
+    assert_confirmed(world.book(zara, dept, local(following, 0, 30), local(following, 4, 30)))
     assert_confirmed(world.book(per, dept, local(day, 8), local(day, 10)))  # anne: tie, by name
     assert_confirmed(world.book(quinn, dept, local(day, 12), local(day, 13)))  # bent: 0 min < 120
     assert_confirmed(world.book(xena, dept, local(day, 14), local(day, 15)))  # bent: 60 min < 120
@@ -433,7 +445,7 @@ def test_least_booked_minutes_that_day_then_name(world: BookingWorld) -> None:
     ]
     assert [(v.start, v.end) for v in visits(world, anne)] == [
         (local(day, 8), local(day, 10)), (local(day, 15), local(day, 16)),
-        (local(following, 8), local(following, 12)),
+        (local(following, 0, 30), local(following, 4, 30)),
     ]
     assert [(v.start, v.end) for v in visits(world, bent)] == [
         (local(day, 12), local(day, 13)), (local(day, 14), local(day, 15)),
@@ -603,7 +615,8 @@ def test_show_staff_names(world: BookingWorld, show: bool) -> None:
     dept.open(local(day, 8), local(day, 16))
     rita = dept.recipient()
     # Found the way a client finds it: the principal's calendars.
-    principal = world.client(rita).principal()
+    client: Any = world.client(rita)
+    principal = client.principal()
     calendars = [c for c in principal.calendars() if str(c.url).rstrip("/").endswith(f"bookings-{dept.id}")]
     assert len(calendars) == 1, [str(c.url) for c in principal.calendars()]
     uid = new_uid()
