@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from servicehop_caldav import cli_audit, cli_directory, cli_keys
+from servicehop_caldav.booking.config import ConfigError
 from servicehop_caldav.db.engine import DatabaseError
 from servicehop_caldav.directory.store import DirectoryError
 from servicehop_caldav.instance import Instance, InstanceError, default_home, init_instance
@@ -167,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
-    except (CliError, InstanceError, DatabaseError, KeyFileError, DirectoryError, OSError) as e:
+    except (CliError, InstanceError, DatabaseError, KeyFileError, DirectoryError, ConfigError,
+            OSError) as e:
         print(f"servicehop-caldav: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

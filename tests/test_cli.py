@@ -120,3 +120,15 @@ def test_serve_reports_a_busy_port(tmp_path: Path) -> None:
         result = run_cli("serve", "--home", str(home), "--port", str(port))
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_refuses_broken_booking_rules_in_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "inst"
+    init(home)
+    (home / "servicehop.toml").write_text('[defaults]\nhorizon_days = "two weeks"\n')
+    result = run_cli("serve", "--home", str(home), "--port", str(free_port()), "--log-level", "warning")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"servicehop-caldav: error: {home / 'servicehop.toml'}: "
+                    "defaults.horizon_days must be a whole number from 1 to 366"), result.stderr
+    assert "Traceback" not in result.stderr
