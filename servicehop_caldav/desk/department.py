@@ -23,7 +23,7 @@ from servicehop_caldav.directory import store as directory
 from servicehop_caldav.directory.store import Department, Person
 from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import objects as store_objects
-from servicehop_caldav.store.bookings import BookingRow
+from servicehop_caldav.store.bookings import BookingRow, Span
 
 # Opening objects are found by their stored occurrence range, which Radicale
 # computes reading floating times as UTC; this margin covers every offset.
@@ -88,23 +88,31 @@ def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end
     )
 
 
-def as_booking(data: DepartmentData, row: BookingRow) -> Booking:
+def as_booking(data: DepartmentData, row: BookingRow | Span) -> Booking:
     return Booking(
         id=row.id,
         recipient=str(row.recipient_id),
         staff=data.staff_username(row.staff_id),
-        interval=Interval(row.start, row.end),
+        interval=Interval(datetime.fromtimestamp(row.start_ts, UTC), datetime.fromtimestamp(row.end_ts, UTC)),
     )
 
 
-def confirmed_bookings(
-    conn: Connection, data: DepartmentData, start: datetime, end: datetime
+def bookings_for_decision(
+    conn: Connection,
+    data: DepartmentData,
+    spans: list[tuple[datetime, datetime]],
+    recipient_id: int,
+    own_span: tuple[datetime, datetime],
 ) -> list[Booking]:
-    """Confirmed bookings with a staff member, overlapping [start, end)."""
-    rows = store_bookings.bookings_between(
-        conn, data.department.id, int(start.timestamp()), int(end.timestamp()) + 1, status="confirmed"
+    """What the rules need to decide for ``recipient_id``: the department's
+    confirmed bookings overlapping ``spans`` (who is busy, each employee's
+    load) and the recipient's own overlapping ``own_span`` (overlap, weekly
+    entitlement, continuity). Other recipients' past visits are not read."""
+    rows = store_bookings.confirmed_spans(
+        conn, data.department.id, [(timestamp(a), timestamp(b) + 1) for a, b in spans],
+        recipient_id, (timestamp(own_span[0]), timestamp(own_span[1]) + 1),
     )
-    return [as_booking(data, row) for row in rows if row.staff_id is not None]
+    return [as_booking(data, row) for row in rows]
 
 
 def timestamp(moment: datetime) -> int:

@@ -46,7 +46,7 @@ from servicehop_caldav.db.schema import bookings as bookings_table
 from servicehop_caldav.db.schema import calendar_objects
 from servicehop_caldav.desk.department import (
     DepartmentData,
-    confirmed_bookings,
+    bookings_for_decision,
     load_department,
     opening_windows,
     timestamp,
@@ -252,11 +252,14 @@ class Desk:
         rules = data.rules
         reach = rules.max_duration + rules.travel_buffer + timedelta(days=1)
         horizon_end = now + rules.horizon + reach
-        windows = opening_windows(put.conn, data, now - timedelta(days=1), horizon_end)
+        spans = [(now - timedelta(days=1), horizon_end)]
         if not (interval.start < horizon_end and interval.end > now - timedelta(days=1)):
-            windows += opening_windows(put.conn, data, interval.start - reach, interval.end + reach)
-        first = min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8))
-        last = max(horizon_end, interval.end + reach)
+            spans.append((interval.start - reach, interval.end + reach))
+        windows = [w for start, end in spans for w in opening_windows(put.conn, data, start, end)]
+        # The recipient's own visits: continuity looks 30 days back, the
+        # entitlement at the whole ISO week of the request.
+        own = (min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8)),
+               max(horizon_end, interval.end + reach))
         role = next(
             (r for r in directory.roles_of(put.conn, put.owner_id)
              if r.department_id == data.department.id and r.role == "recipient"),
@@ -267,7 +270,7 @@ class Desk:
             now=now,
             rules=rules,
             windows=windows,
-            bookings=confirmed_bookings(put.conn, data, first, last),
+            bookings=bookings_for_decision(put.conn, data, spans, put.owner_id, own),
             weekly_minutes=role.weekly_minutes if role is not None else None,
         )
 
@@ -362,26 +365,26 @@ def _precondition(reasons: Sequence[Reason]) -> str:
 
 def _store(put: _Put, text: str, make_object: MakeObject) -> Outcome:
     """Store ``text`` at the href, or what the client sent when ``text``
-    says the same (then the client's copy is current: it may keep its ETag)."""
-    if text == events.normalised(put.sent.text):
-        return _store_sent(put)
-    if _unchanged(put, text):
+    says the same (then the client's copy is current: it may keep its ETag).
+    ``text`` is as :func:`events.normalised` writes it."""
+    sent = events.normalised(put.sent.text)
+    if text == sent:
+        return _store_sent(put, sent)
+    if put.old is not None and events.normalised(put.old.text) == text:
         return Outcome(put.old, rewritten=True)
     stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text))
     return Outcome(stored, rewritten=True)
 
 
-def _store_sent(put: _Put) -> Outcome:
+def _store_sent(put: _Put, normalised: str | None = None) -> Outcome:
     """Store the event as the client sent it. When it says what the stored
     one says (a client saving again what it fetched), the stored one stays
     with its ETag and no change is logged for sync."""
-    if _unchanged(put, put.sent.text):
-        return Outcome(put.old)
+    if put.old is not None:
+        sent = normalised if normalised is not None else events.normalised(put.sent.text)
+        if events.normalised(put.old.text) == sent:
+            return Outcome(put.old)
     return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
-
-
-def _unchanged(put: _Put, text: str) -> bool:
-    return put.old is not None and events.normalised(put.old.text) == events.normalised(text)
 
 
 def _same_times(put: _Put, event: BookingEvent) -> bool:
