@@ -20,7 +20,7 @@ from servicehop_caldav.booking.model import Booking, Interval, Rules, Window
 from servicehop_caldav.booking.opening import expand_windows
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.directory.store import Department, Person
+from servicehop_caldav.directory.store import Department, Member
 from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.bookings import BookingRow, Span
@@ -34,7 +34,7 @@ _MARGIN = timedelta(days=1)
 class DepartmentData:
     department: Department
     settings: DepartmentSettings
-    staff: dict[int, Person]  # by user id
+    staff: dict[int, Member]  # enabled staff, by user id
 
     @property
     def timezone(self) -> ZoneInfo:
@@ -50,7 +50,7 @@ class DepartmentData:
         person = self.staff.get(staff_id) if staff_id is not None else None
         return person.username if person is not None else f"#{staff_id}"
 
-    def staff_by_username(self, username: str) -> Person | None:
+    def staff_by_username(self, username: str) -> Member | None:
         return next((p for p in self.staff.values() if p.username == username), None)
 
 
@@ -60,8 +60,8 @@ def load_department(
     department = directory.get_department(conn, department_id)
     if department is None:
         return None
-    staff = directory.people_with_role(conn, keyring, department_id, "staff")
-    return DepartmentData(department, settings, {p.id: p for p in staff if not p.disabled})
+    staff = directory.enabled_members(conn, keyring, department_id, "staff")
+    return DepartmentData(department, settings, {p.id: p for p in staff})
 
 
 def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end: datetime) -> list[Window]:
