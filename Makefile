@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5232
 BIN = $(VENV)/bin
 
-.PHONY: install run test lint conformance clean
+.PHONY: install run test lint conformance bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ run: install
 	$(BIN)/servicehop-caldav serve --home $(HOME_DIR) --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check servicehop_caldav plugins tests scripts config
+	$(BIN)/ruff check servicehop_caldav plugins tests scripts config bench
 	$(BIN)/mypy
 
 test: lint
@@ -29,6 +29,15 @@ test: lint
 
 conformance: install
 	$(BIN)/python scripts/conformance.py
+
+# Benchmark against stock Radicale and Xandikos: make bench BENCH_ARGS="--sizes 1000 --json bench.json"
+BENCH_ARGS ?=
+$(BIN)/.bench-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

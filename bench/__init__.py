@@ -1,0 +1,1 @@
+"""Benchmark harness: servicehop against stock Radicale and Xandikos (``python -m bench``)."""

@@ -1,0 +1,475 @@
+"""The calendar workloads, the same raw HTTP against every server, every answer checked.
+
+Each workload runs over persistent connections (``requests.Session``) and
+returns an :class:`Outcome`: the timings (the request and reading the whole
+answer; the checks are not timed), or a rate for the concurrent writers, and
+whether every answer was right. A wrong status or count fails the operation
+(and the run), so a fast wrong answer is never reported as a figure.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import random
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
+from xml.sax.saxutils import escape
+
+import requests
+
+from bench.data import QUERY_END, QUERY_START, Event, new_event
+from bench.servers import Running
+
+DAV = "{DAV:}"
+CALDAV = "{urn:ietf:params:xml:ns:caldav}"
+XML_HEADERS = {"Content-Type": "application/xml; charset=utf-8"}
+ICS_HEADERS = {"Content-Type": "text/calendar; charset=utf-8"}
+TIMEOUT = 900  # seconds for one request: a cold 10,000-item cache is slow, never stuck
+
+# Operation names: the rows of the table, the keys of the JSON.
+PUT = "PUT new event"
+QUERY = "calendar-query 1 week"
+MULTIGET = "multiget 100 hrefs"
+SYNC_CHANGE = "sync after 1 change"
+SYNC_INITIAL = "sync initial (all hrefs)"
+PROPFIND = "PROPFIND depth 1 etags"
+GET = "GET one event"
+WRITERS = "concurrent writers"
+CALENDAR_OPERATIONS = (PUT, QUERY, MULTIGET, SYNC_CHANGE, SYNC_INITIAL, PROPFIND, GET, WRITERS)
+
+
+class CheckFailed(Exception):
+    """An answer was wrong: status, count or content."""
+
+
+@dataclass
+class Budget:
+    """Repetitions of one timed operation: ``reps``, but stop after
+    ``seconds`` once ``min_reps`` are done (a slow peer is time-boxed)."""
+
+    reps: int
+    seconds: float
+    min_reps: int = 5
+
+
+@dataclass
+class Outcome:
+    op: str
+    status: str = "ok"  # ok | fail | n/a | not built
+    samples_ms: list[float] = field(default_factory=list)
+    rate: float | None = None  # per second, for throughput operations
+    unit: str = "ms"
+    errors: int = 0
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def percentile(self, q: float) -> float | None:
+        """Nearest-rank percentile of the samples."""
+        if not self.samples_ms:
+            return None
+        ordered = sorted(self.samples_ms)
+        return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": self.status, "unit": self.unit, "n": len(self.samples_ms),
+            "p50_ms": self.percentile(50), "p95_ms": self.percentile(95),
+            "samples_ms": [round(s, 3) for s in self.samples_ms],
+            "rate_per_s": self.rate, "errors": self.errors, "detail": self.detail,
+        }
+
+
+def timed(
+    session: requests.Session, method: str, url: str, **kwargs: object
+) -> tuple[float, requests.Response]:
+    """One request; milliseconds until the whole answer was read."""
+    started = time.perf_counter()
+    response = session.request(method, url, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
+    _ = response.content
+    return (time.perf_counter() - started) * 1000, response
+
+
+def expect(response: requests.Response, *statuses: int) -> None:
+    if response.status_code not in statuses:
+        raise CheckFailed(
+            f"{response.request.method} answered {response.status_code}, expected "
+            f"{' or '.join(map(str, statuses))}: {response.text[:200]!r}"
+        )
+
+
+def measure(op: str, budget: Budget, step: Callable[[int], float], warm_up: bool = False) -> Outcome:
+    """Run ``step(i)`` (returns milliseconds, raises CheckFailed) within ``budget``."""
+    outcome = Outcome(op)
+    started = time.monotonic()
+    try:
+        if warm_up:
+            step(-1)
+        for i in range(budget.reps):
+            if i >= budget.min_reps and time.monotonic() - started > budget.seconds:
+                outcome.detail = f"time-boxed: {i} of {budget.reps} repetitions in {budget.seconds:g} s"
+                break
+            outcome.samples_ms.append(step(i))
+    except (CheckFailed, requests.RequestException) as e:
+        outcome.status, outcome.detail = "fail", f"{type(e).__name__}: {e}"
+    return outcome
+
+
+# -- multistatus -------------------------------------------------------------------
+
+
+@dataclass
+class DavResponse:
+    path: str  # unquoted path of the href
+    status: int  # 200 when a propstat is 200, else the response's (or first propstat's) status
+    props: dict[str, str]  # properties of the 200 propstat, by Clark name
+
+
+def _status_code(text: str | None) -> int:
+    parts = (text or "").split()
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def parse_multistatus(body: bytes) -> tuple[list[DavResponse], str | None]:
+    """The responses of a 207 and its sync-token, if any."""
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as e:
+        raise CheckFailed(f"unreadable multistatus: {e}") from e
+    if root.tag != f"{DAV}multistatus":
+        raise CheckFailed(f"not a multistatus: {root.tag}")
+    out = []
+    for response in root.findall(f"{DAV}response"):
+        href = unquote(urlsplit(response.findtext(f"{DAV}href", "")).path)
+        status = _status_code(response.findtext(f"{DAV}status"))
+        props: dict[str, str] = {}
+        for propstat in response.findall(f"{DAV}propstat"):
+            code = _status_code(propstat.findtext(f"{DAV}status"))
+            if code == 200:
+                status = 200
+                prop_element = propstat.find(f"{DAV}prop")
+                for prop in prop_element if prop_element is not None else ():
+                    props[prop.tag] = prop.text or ""
+            elif not status:
+                status = code
+        out.append(DavResponse(href, status, props))
+    token = root.findtext(f"{DAV}sync-token")
+    return out, token
+
+
+def members(responses: Sequence[DavResponse], collection: str) -> list[DavResponse]:
+    """The responses about resources in ``collection`` (not the collection itself)."""
+    own = collection.rstrip("/")
+    return [r for r in responses if r.path.rstrip("/") != own]
+
+
+def names(responses: Sequence[DavResponse]) -> set[str]:
+    return {posixpath.basename(r.path) for r in responses}
+
+
+# -- request bodies --------------------------------------------------------------------
+
+PROPFIND_ETAGS = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/></d:prop></d:propfind>'
+)
+
+
+def _ical(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def calendar_query(start: datetime, end: datetime) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+        "<d:prop><d:getetag/><c:calendar-data/></d:prop>"
+        '<c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VEVENT">'
+        f'<c:time-range start="{_ical(start)}" end="{_ical(end)}"/>'
+        "</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"
+    )
+
+
+def multiget(paths: Sequence[str]) -> str:
+    hrefs = "".join(f"<d:href>{escape(p)}</d:href>" for p in paths)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+        f"<d:prop><d:getetag/><c:calendar-data/></d:prop>{hrefs}</c:calendar-multiget>"
+    )
+
+
+def sync_collection(token: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<d:sync-collection xmlns:d="DAV:"><d:sync-token>{escape(token)}</d:sync-token>'
+        "<d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop></d:sync-collection>"
+    )
+
+
+# -- the calendar workloads ----------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One server's benchmark calendar and what it must hold."""
+
+    server: Running
+    events: list[Event]
+    week: set[str]  # names expected from the one-week query
+    count: int  # resources the calendar holds now
+    rng: random.Random
+    session: requests.Session = field(init=False)
+    sync_token: str = ""
+
+    def __post_init__(self) -> None:
+        self.session = self.server.session()
+
+    def url(self, name: str = "") -> str:
+        return self.server.url + self.server.calendar + name
+
+    def propfind_members(self, session: requests.Session | None = None) -> tuple[float, list[DavResponse]]:
+        ms, r = timed(session or self.session, "PROPFIND", self.url(),
+                      data=PROPFIND_ETAGS, headers={**XML_HEADERS, "Depth": "1"})
+        expect(r, 207)
+        return ms, members(parse_multistatus(r.content)[0], self.server.calendar)
+
+    def check_count(self, found: Sequence[DavResponse], what: str) -> None:
+        if len(found) != self.count or len(names(found)) != self.count:
+            raise CheckFailed(f"{what}: {len(found)} resources, expected {self.count}")
+        missing = [r.path for r in found if r.status != 200 or not r.props.get(f"{DAV}getetag")]
+        if missing:
+            raise CheckFailed(f"{what}: no etag for {len(missing)} resources, e.g. {missing[0]}")
+
+
+def warm_up(target: Target) -> float:
+    """One untimed PROPFIND (builds stock Radicale's item cache and logs in)."""
+    started = time.perf_counter()
+    _, found = target.propfind_members()
+    target.check_count(found, "warm-up PROPFIND")
+    return time.perf_counter() - started
+
+
+def op_get(target: Target, budget: Budget) -> Outcome:
+    def step(_i: int) -> float:
+        event = target.rng.choice(target.events)
+        ms, r = timed(target.session, "GET", target.url(event.href))
+        expect(r, 200)
+        if event.uid not in r.text:
+            raise CheckFailed(f"GET {event.href}: the answer lacks UID {event.uid}")
+        return ms
+
+    return measure(GET, budget, step, warm_up=True)
+
+
+def op_propfind(target: Target, budget: Budget) -> Outcome:
+    def step(_i: int) -> float:
+        ms, found = target.propfind_members()
+        target.check_count(found, "PROPFIND depth 1")
+        return ms
+
+    return measure(PROPFIND, budget, step, warm_up=True)
+
+
+def op_query(target: Target, budget: Budget) -> Outcome:
+    body = calendar_query(QUERY_START, QUERY_END)
+
+    def step(_i: int) -> float:
+        ms, r = timed(target.session, "REPORT", target.url(), data=body,
+                      headers={**XML_HEADERS, "Depth": "1"})
+        expect(r, 207)
+        responses = members(parse_multistatus(r.content)[0], target.server.calendar)
+        found = [m for m in responses if m.status == 200]
+        got = names(found)
+        if got != target.week or len(found) != len(target.week):
+            raise CheckFailed(
+                f"week query: {len(found)} events, expected {len(target.week)} "
+                f"({len(got - target.week)} unexpected, {len(target.week - got)} missing)"
+            )
+        empty = [m.path for m in found if "BEGIN:VEVENT" not in m.props.get(f"{CALDAV}calendar-data", "")]
+        if empty:
+            raise CheckFailed(f"week query: no calendar-data for {len(empty)} events")
+        return ms
+
+    outcome = measure(QUERY, budget, step, warm_up=True)
+    if not outcome.failed:
+        expected = f"{len(target.week)} events expected"
+        outcome.detail = f"{outcome.detail}; {expected}" if outcome.detail else expected
+    return outcome
+
+
+def op_multiget(target: Target, budget: Budget, count: int = 100) -> Outcome:
+    def step(_i: int) -> float:
+        chosen = target.rng.sample(target.events, min(count, len(target.events)))
+        body = multiget([target.server.calendar + e.href for e in chosen])
+        ms, r = timed(target.session, "REPORT", target.url(), data=body,
+                      headers={**XML_HEADERS, "Depth": "1"})
+        expect(r, 207)
+        found = {posixpath.basename(m.path): m for m in parse_multistatus(r.content)[0] if m.status == 200}
+        wanted = {e.href: e for e in chosen}
+        if set(found) != set(wanted):
+            raise CheckFailed(f"multiget: {len(found)} of {len(wanted)} hrefs answered 200")
+        wrong = [h for h, e in wanted.items()
+                 if e.uid not in found[h].props.get(f"{CALDAV}calendar-data", "")]
+        if wrong:
+            raise CheckFailed(f"multiget: wrong calendar-data for {len(wrong)} hrefs, e.g. {wrong[0]}")
+        return ms
+
+    return measure(MULTIGET, budget, step, warm_up=True)
+
+
+def _sync(target: Target, token: str) -> tuple[float, list[DavResponse], str]:
+    ms, r = timed(target.session, "REPORT", target.url(), data=sync_collection(token),
+                  headers={**XML_HEADERS, "Depth": "0"})
+    expect(r, 207)
+    responses, new_token = parse_multistatus(r.content)
+    if not new_token:
+        raise CheckFailed("sync-collection answered no sync-token")
+    return ms, members(responses, target.server.calendar), new_token
+
+
+def op_sync_initial(target: Target, budget: Budget) -> Outcome:
+    def step(_i: int) -> float:
+        ms, found, token = _sync(target, "")
+        target.check_count(found, "initial sync")
+        target.sync_token = token
+        return ms
+
+    return measure(SYNC_INITIAL, budget, step, warm_up=True)
+
+
+def op_sync_change(target: Target, budget: Budget) -> Outcome:
+    """Change one event (untimed PUT, same times), then time the sync from
+    the previous token: exactly that href must come back."""
+    changed = target.rng.sample(target.events, min(len(target.events), budget.reps + 1))
+
+    def step(i: int) -> float:
+        if not target.sync_token:
+            _, _, target.sync_token = _sync(target, "")
+        event = changed[(i + 1) % len(changed)]
+        r = target.session.put(target.url(event.href), data=event.changed_text(i + 1).encode(),
+                               headers=ICS_HEADERS, timeout=TIMEOUT)
+        expect(r, 200, 201, 204)
+        ms, found, token = _sync(target, target.sync_token)
+        got = names(found)
+        if got != {event.href} or len(found) != 1:
+            raise CheckFailed(f"sync after one change: {len(found)} hrefs {sorted(got)[:3]}, "
+                              f"expected exactly {event.href}")
+        target.sync_token = token
+        return ms
+
+    return measure(SYNC_CHANGE, budget, step, warm_up=True)
+
+
+def op_put(target: Target, budget: Budget) -> Outcome:
+    def step(i: int) -> float:
+        href, text = new_event("put", i + 1)
+        ms, r = timed(target.session, "PUT", target.url(href), data=text.encode(),
+                      headers={**ICS_HEADERS, "If-None-Match": "*"})
+        expect(r, 201)
+        target.count += 1
+        return ms
+
+    return measure(PUT, budget, step)
+
+
+def op_writers(target: Target, writers: int, per_writer: int, seconds: float) -> Outcome:
+    """``writers`` sessions PUT new events at once; events/s over the wall time.
+    Afterwards a PROPFIND must find every event that was answered 201."""
+    outcome = Outcome(f"{WRITERS}", unit="events/s")
+    sessions = [target.server.session() for _ in range(writers)]
+    for s in sessions:  # log in before the clock starts
+        expect(s.request("PROPFIND", target.url(), data=PROPFIND_ETAGS,
+                         headers={**XML_HEADERS, "Depth": "0"}, timeout=TIMEOUT), 207)
+    barrier = threading.Barrier(writers + 1)
+    lock = threading.Lock()
+    written: list[int] = []
+    problems: list[str] = []
+    deadline: list[float] = []
+
+    def writer(number: int, session: requests.Session) -> None:
+        barrier.wait()
+        for j in range(per_writer):
+            if j and time.monotonic() > deadline[0]:
+                break
+            href, text = new_event(f"w{number}", j + 1)
+            try:
+                r = session.put(target.url(href), data=text.encode(),
+                                headers={**ICS_HEADERS, "If-None-Match": "*"}, timeout=TIMEOUT)
+                ok, why = r.status_code == 201, f"status {r.status_code}"
+            except requests.RequestException as e:
+                ok, why = False, f"{type(e).__name__}: {e}"
+            with lock:
+                if ok:
+                    written.append(1)
+                else:
+                    problems.append(why)
+
+    threads = [threading.Thread(target=writer, args=(n, s), daemon=True) for n, s in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    deadline.append(time.monotonic() + seconds)
+    started = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    for s in sessions:
+        s.close()
+    target.count += len(written)
+    outcome.rate = len(written) / wall if wall > 0 else None
+    outcome.errors = len(problems)
+    outcome.detail = f"{writers} writers, {len(written)} events in {wall:.2f} s"
+    if problems:
+        outcome.status = "fail"
+        outcome.detail += f"; {len(problems)} errors, e.g. {problems[0]}"
+        return outcome
+    try:
+        _, found = target.propfind_members()
+        target.check_count(found, "PROPFIND after the concurrent writers")
+    except (CheckFailed, requests.RequestException) as e:
+        outcome.status, outcome.detail = "fail", f"{outcome.detail}; {e}"
+    return outcome
+
+
+def run_calendar_workloads(
+    target: Target, budget: Budget, writers: int, per_writer: int, log: Callable[[str], None]
+) -> dict[str, Outcome]:
+    """Every calendar workload, reads first, then writes (the PUTs and the
+    writers go into the full calendar)."""
+    results: dict[str, Outcome] = {}
+    seconds = warm_up(target)
+    log(f"    warm-up PROPFIND {seconds:.1f} s")
+    steps: list[tuple[str, Callable[[], Outcome]]] = [
+        (GET, lambda: op_get(target, budget)),
+        (PROPFIND, lambda: op_propfind(target, budget)),
+        (QUERY, lambda: op_query(target, budget)),
+        (MULTIGET, lambda: op_multiget(target, budget)),
+        (SYNC_INITIAL, lambda: op_sync_initial(target, budget)),
+        (SYNC_CHANGE, lambda: op_sync_change(target, budget)),
+        (PUT, lambda: op_put(target, budget)),
+        (WRITERS, lambda: op_writers(target, writers, per_writer, budget.seconds)),
+    ]
+    for name, run in steps:
+        started = time.monotonic()
+        outcome = run()
+        results[name] = outcome
+        log(f"    {name:<26} {summary(outcome)}  [{time.monotonic() - started:.1f} s]")
+    return results
+
+
+def summary(outcome: Outcome) -> str:
+    if outcome.status != "ok":
+        return f"{outcome.status.upper()} {outcome.detail}"
+    if outcome.rate is not None:
+        return f"{outcome.rate:.1f} {outcome.unit}, {outcome.errors} errors ({outcome.detail})"
+    p50, p95 = outcome.percentile(50), outcome.percentile(95)
+    return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, n={len(outcome.samples_ms)}"
