@@ -252,6 +252,15 @@ def test_etag_only_when_the_server_stored_what_was_sent(world: BookingWorld) -> 
     after = world.get(rita, confirmed.path)
     assert (after.headers["ETag"], after.text) == (got.headers["ETag"], got.text)
     assert len(world.bookings(dept)) == 1
+    # Nothing was decided again and the employee's calendar did not change.
+    visit_path = f"/{dept.staff[0]}/assignments/"
+    visit_etags = world.session(dept.staff[0]).request("PROPFIND", world.server.url + visit_path,
+                                                       headers={"Depth": "1"}).text
+    decisions = len(world.audit(dept))
+    assert world.put(rita, confirmed.path, got.text).status_code == 204
+    assert len(world.audit(dept)) == decisions
+    assert world.session(dept.staff[0]).request("PROPFIND", world.server.url + visit_path,
+                                                headers={"Depth": "1"}).text == visit_etags
 
     # Outside bookings calendars nothing is rewritten.
     uid = "open-extra"

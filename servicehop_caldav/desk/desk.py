@@ -155,6 +155,9 @@ class Desk:
             store_objects.get_object(conn, calendar.calendar_id, href),
             store_bookings.booking_for_event(conn, calendar.calendar_id, href),
         )
+        if put.old is not None and events.normalised(put.old.text) == events.normalised(sent.text):
+            # The client saved again what it has from us: nothing to decide.
+            return Outcome(put.old)
         try:
             event: BookingEvent | Unbookable = events.read_booking(
                 sent.text, timezone=data.timezone, settings=settings
@@ -444,5 +447,13 @@ def _write_assignment(put: _Put, row: BookingRow, event: BookingEvent, make_obje
         language=put.data.department.language,
         stamp=put.now,
     )
-    store_objects.put_object(put.conn, calendar_id, href, make_object(text))
+    current = store_objects.get_object(put.conn, calendar_id, href)
+    if current is None or _without_stamp(current.text) != _without_stamp(text):
+        # Unchanged visits are left alone: the employee's calendar syncs
+        # only what changed.
+        store_objects.put_object(put.conn, calendar_id, href, make_object(text))
     return replace(row, assignment_calendar_id=calendar_id, assignment_href=href)
+
+
+def _without_stamp(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("DTSTAMP"))
