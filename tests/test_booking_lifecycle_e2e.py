@@ -572,6 +572,20 @@ def test_webdav_move_inside_the_bookings_calendar_keeps_the_booking(world: Booki
     assert audit_of(world, dept)[-1] == ("cancel", "cancelled", (), staff)
 
 
+def test_webdav_move_over_another_booking_is_refused_and_both_stay(world: BookingWorld) -> None:
+    dept, day = opened(world, staff=2)
+    rita = dept.recipient()
+    first = world.book(rita, dept, local(day, 10), local(day, 11))
+    second = world.book(rita, dept, local(day, 13), local(day, 14))
+    assert first.confirmed and second.confirmed
+    before = world.bookings(dept)
+    r = world.session(rita).request("MOVE", world.server.url + first.path, headers={
+        "Destination": world.server.url + second.path, "Overwrite": "T"})
+    assert r.status_code == 409 and b"no-uid-conflict" in r.content, (r.status_code, r.text)
+    assert world.bookings(dept) == before
+    assert world.get(rita, first.path).text == first.text and world.get(rita, second.path).text == second.text
+
+
 def test_webdav_move_to_another_calendar_is_refused(world: BookingWorld) -> None:
     east, day = opened(world, staff=1)
     west, _ = opened(world, staff=1)

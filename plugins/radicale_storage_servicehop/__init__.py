@@ -11,6 +11,10 @@ A thin adapter: it turns Radicale's storage calls into calls of
 runs in one database transaction (``acquire_lock``); each mutating call runs
 in a savepoint, so a call that fails leaves nothing behind even when
 Radicale answers the error itself and goes on to commit.
+
+Writes into a recipient's ``bookings-<dept>/`` go to the booking desk
+(``servicehop_caldav.desk``), which decides them in the same transaction;
+``[storage] settings_file`` names the servicehop.toml with the rules.
 """
 
 from __future__ import annotations

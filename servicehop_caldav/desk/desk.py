@@ -191,7 +191,8 @@ class Desk:
         logger.info("booking %s cancelled", row.id)
 
     def rename(self, conn: Connection, calendar: BookingsCalendar, href: str, to_href: str) -> None:
-        """A MOVE inside one bookings calendar: the booking follows its event."""
+        """A MOVE inside one bookings calendar: the booking follows its event.
+        (Radicale refuses a MOVE onto another event: its UID differs.)"""
         row = store_bookings.booking_for_event(conn, calendar.calendar_id, href)
         if row is not None:
             store_bookings.save_booking(conn, replace(row, booking_href=to_href))
