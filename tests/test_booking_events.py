@@ -316,6 +316,16 @@ def test_refused_change_keeps_the_confirmed_booking_and_adds_the_reason() -> Non
     assert str(back["DESCRIPTION"]) == str(before["DESCRIPTION"])
 
 
+def test_refused_change_can_keep_the_notes_the_recipient_typed() -> None:
+    confirmed = confirmed_text(ORIGINAL, language="nb", staff_name="Kari")
+    typed = "Ny beskjed\n" + "x" * 50
+    text = refused_change_text(confirmed, language="nb", reasons=["For lang."], alternatives=[],
+                               timezone=OSLO, notes=typed)
+    description = str(event_of(text)["DESCRIPTION"])
+    assert description.endswith(f"Bekreftet: Kari kommer.\n{SEPARATOR}\n{typed}"), description
+    assert str(event_of(text)["STATUS"]) == "CONFIRMED"
+
+
 def test_refused_recurring_event_annotates_every_vevent() -> None:
     extra = (
         "BEGIN:VEVENT\r\nUID:booking-1\r\nRECURRENCE-ID:20260608T100000\r\n"

@@ -343,10 +343,8 @@ def refused_change_text(
     calendar = _parse(confirmed)
     refusal = texts.refusal_description(reasons, alternatives, timezone, language, changed=True)
     for event in _events(calendar):
-        if notes is None:
-            notes = _notes(event)[0]
         confirmation = _confirmation_line(event) or texts.confirmation_line(language, None)
-        _annotate(event, f"{refusal}\n\n{confirmation}", notes)
+        _annotate(event, f"{refusal}\n\n{confirmation}", _notes(event)[0] if notes is None else notes)
     return _serialise(calendar)
 
 
