@@ -30,8 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -237,32 +236,6 @@ def start_xandikos(root: Path, events: Sequence[Event]) -> Running:
 # -- servicehop ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def postgres_schema(admin_url: str) -> Iterator[str]:
-    """A database URL on a fresh schema of ``admin_url``, dropped afterwards
-    (as tests/conftest.make_database_url makes one)."""
-    from sqlalchemy import create_engine, text
-
-    schema = "bench_" + uuid.uuid4().hex[:12]
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as e:
-        engine.dispose()
-        raise RunError(f"PostgreSQL is not usable at {admin_url}: {e}") from e
-    separator = "&" if "?" in admin_url else "?"
-    try:
-        yield f"{admin_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        except Exception as e:  # noqa: BLE001 - report, keep cleaning up
-            print(f"warning: could not drop PostgreSQL schema {schema}: {e}", file=sys.stderr)
-        engine.dispose()
-
-
 Prepare = Callable[[Path, str], str]
 """Seeds a servicehop instance (home, database URL) before it is served; says how."""
 
@@ -295,6 +268,7 @@ def start_servicehop(
     root: Path, backend: str, pg_url: str, prepare: Prepare, tag: str = ""
 ) -> Running:
     """A fresh instance (``init``) on ``backend``, seeded by ``prepare``, then served."""
+    from servicehop_caldav.db.scratch import scratch_schema
     from servicehop_caldav.instance import init_instance
 
     folder = root / f"{backend}{tag}"
@@ -302,7 +276,7 @@ def start_servicehop(
     home = folder / "instance"
     with contextlib.ExitStack() as stack:
         if backend == "postgres":
-            database_url = stack.enter_context(postgres_schema(pg_url))
+            database_url = stack.enter_context(scratch_schema(pg_url, "bench_"))
         else:
             database_url = f"sqlite:///{home / 'servicehop.db'}"
         created = init_instance(home, database_url)

@@ -51,11 +51,12 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from servicehop_caldav.db.engine import DatabaseError
+from servicehop_caldav.db.scratch import scratch_schema
 
 USER = "tester"
 PASSWORD = "tester-pw"
@@ -177,34 +178,6 @@ def start_server(spec: ServerSpec, root: Path, timeout: float = 30) -> RunningSe
         last_error = server.log_tail()
         server.stop()
     raise RunError(f"{spec.label} did not start:\n{last_error}")
-
-
-# -- PostgreSQL ---------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_schema(admin_url: str) -> Iterator[str]:
-    """A database URL on a fresh schema of ``admin_url``; the schema is dropped after."""
-    from sqlalchemy import create_engine, text
-
-    schema = "conformance_" + uuid.uuid4().hex[:12]
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as e:
-        engine.dispose()
-        raise RunError(f"PostgreSQL is not usable at {admin_url}: {e}") from e
-    separator = "&" if "?" in admin_url else "?"
-    try:
-        yield f"{admin_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        try:
-            with engine.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        except Exception as e:  # noqa: BLE001 - report, keep cleaning up
-            print(f"warning: could not drop PostgreSQL schema {schema}: {e}", file=sys.stderr)
-        engine.dispose()
 
 
 # -- the tester ---------------------------------------------------------------
@@ -436,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             # Unwound last in, first out: the servers stop before the schema they
             # use is dropped (a server's open transaction would block DROP SCHEMA).
-            db_url = stack.enter_context(postgres_schema(args.postgres_url)) if args.postgres else ""
+            db_url = (stack.enter_context(scratch_schema(args.postgres_url, "conformance_"))
+                      if args.postgres else "")
             stack.callback(lambda: [s.stop() for s in reversed(servers)])
             specs = [ServerSpec(BASELINE, "stock Radicale (multifilesystem)", {"type": "multifilesystem"})]
             if not args.no_sqlite:
@@ -538,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             args.report.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
             print(f"report written to {args.report}")
         return 1 if failed else 0
-    except RunError as e:
+    except (RunError, DatabaseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from servicehop_caldav.directory import store as directory
 from servicehop_caldav.directory.store import Department, Member
 from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import objects as store_objects
-from servicehop_caldav.store.bookings import BookingRow, Span
+from servicehop_caldav.store.bookings import Span
 
 # Opening objects are found by their stored occurrence range, which Radicale
 # computes reading floating times as UTC; this margin covers every offset.
@@ -88,7 +88,7 @@ def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end
     )
 
 
-def as_booking(data: DepartmentData, row: BookingRow | Span) -> Booking:
+def as_booking(data: DepartmentData, row: Span) -> Booking:
     return Booking(
         id=row.id,
         recipient=str(row.recipient_id),

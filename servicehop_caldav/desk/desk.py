@@ -29,6 +29,7 @@ with 403 (the caller commits the audit entry and raises the refusal).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -126,6 +127,25 @@ class _Put:
     old: StoredObject | None
     row: BookingRow | None
 
+    @functools.cached_property
+    def sent_normalised(self) -> str:
+        """The sent event as the server would write it (parsed once per PUT)."""
+        return events.normalised(self.sent.text)
+
+    @functools.cached_property
+    def old_normalised(self) -> str | None:
+        return events.normalised(self.old.text) if self.old is not None else None
+
+    @functools.cached_property
+    def weekly_minutes(self) -> int | None:
+        """The recipient's weekly entitlement in this department (None: unlimited)."""
+        role = next(
+            (r for r in directory.roles_of(self.conn, self.owner_id)
+             if r.department_id == self.data.department.id and r.role == "recipient"),
+            None,
+        )
+        return role.weekly_minutes if role is not None else None
+
 
 class Desk:
     def __init__(self, settings: SettingsFile, clock: Callable[[], float] = time.time) -> None:
@@ -155,7 +175,7 @@ class Desk:
             store_objects.get_object(conn, calendar.calendar_id, href),
             store_bookings.booking_for_event(conn, calendar.calendar_id, href),
         )
-        if put.old is not None and events.normalised(put.old.text) == events.normalised(sent.text):
+        if put.old is not None and put.old_normalised == put.sent_normalised:
             # The client saved again what it has from us: nothing to decide.
             return Outcome(put.old)
         try:
@@ -264,18 +284,13 @@ class Desk:
         # entitlement at the whole ISO week of the request.
         own = (min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8)),
                max(horizon_end, interval.end + reach))
-        role = next(
-            (r for r in directory.roles_of(put.conn, put.owner_id)
-             if r.department_id == data.department.id and r.role == "recipient"),
-            None,
-        )
         return decide(
             Request(str(put.owner_id), interval, service, replaces),
             now=now,
             rules=rules,
             windows=windows,
             bookings=bookings_for_decision(put.conn, data, spans, put.owner_id, own),
-            weekly_minutes=role.weekly_minutes if role is not None else None,
+            weekly_minutes=put.weekly_minutes,
         )
 
     def _staff_name(self, put: _Put, staff_id: int | None) -> str:
@@ -327,12 +342,7 @@ class Desk:
 
     def _values(self, put: _Put) -> dict[str, object]:
         settings, language = put.data.settings, put.data.department.language
-        role = next(
-            (r for r in directory.roles_of(put.conn, put.owner_id)
-             if r.department_id == put.data.department.id and r.role == "recipient"),
-            None,
-        )
-        weekly = role.weekly_minutes if role is not None and role.weekly_minutes is not None else 0
+        weekly = put.weekly_minutes or 0
         return {
             "notice": texts.duration_text(settings.minimum_notice_minutes, language),
             "horizon": settings.horizon_days,
@@ -371,23 +381,20 @@ def _store(put: _Put, text: str, make_object: MakeObject) -> Outcome:
     """Store ``text`` at the href, or what the client sent when ``text``
     says the same (then the client's copy is current: it may keep its ETag).
     ``text`` is as :func:`events.normalised` writes it."""
-    sent = events.normalised(put.sent.text)
-    if text == sent:
-        return _store_sent(put, sent)
-    if put.old is not None and events.normalised(put.old.text) == text:
+    if text == put.sent_normalised:
+        return _store_sent(put)
+    if put.old is not None and put.old_normalised == text:
         return Outcome(put.old, rewritten=True)
     stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text))
     return Outcome(stored, rewritten=True)
 
 
-def _store_sent(put: _Put, normalised: str | None = None) -> Outcome:
+def _store_sent(put: _Put) -> Outcome:
     """Store the event as the client sent it. When it says what the stored
     one says (a client saving again what it fetched), the stored one stays
     with its ETag and no change is logged for sync."""
-    if put.old is not None:
-        sent = normalised if normalised is not None else events.normalised(put.sent.text)
-        if events.normalised(put.old.text) == sent:
-            return Outcome(put.old)
+    if put.old is not None and put.old_normalised == put.sent_normalised:
+        return Outcome(put.old)
     return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
 
 
