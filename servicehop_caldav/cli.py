@@ -150,7 +150,8 @@ def _check_port_free(host: str, port: int) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     from radicale import storage
 
-    configuration = _load_configuration(Instance(args.home), {})
+    # A check reads: no upkeep pass writing while it runs.
+    configuration = _load_configuration(Instance(args.home), {"storage": {"upkeep_interval": "-1"}})
     try:
         storage_ = storage.load(configuration)
     except RuntimeError as e:

@@ -16,6 +16,12 @@ admin of D     ``overview-D/``              read-only
 every admin of D as an instance of the same calendar (same objects, same
 sync tokens); the department remembers it (``opening_calendar_id``).
 
+``availability-D/`` and ``overview-D/`` are likewise the department's two
+computed calendars (:mod:`servicehop_caldav.store.views`), one of each per
+department, mounted into every recipient's and every admin's home; a home
+that still has a calendar of its own there (made before the views were
+computed) gets the department's instead: the server alone writes them.
+
 ``role_collections`` is the one place that maps roles to collections: the
 rights plugin asks it too, so what is provisioned and what is accessible
 cannot drift apart. Collections of roles a user no longer holds are left
@@ -37,6 +43,7 @@ from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.directory.store import Department, Role
 from servicehop_caldav.store import collections as store_collections
+from servicehop_caldav.store import views as store_views
 from servicehop_caldav.store.records import Instance
 
 logger = logging.getLogger(__name__)
@@ -66,6 +73,9 @@ LABELS: dict[str, dict[str, str]] = {
         "overview": "Overview – {department}",
     },
 }
+
+# Kinds that mount one computed calendar of the department.
+VIEW_KINDS = (store_views.AVAILABILITY, store_views.OVERVIEW)
 
 # The properties provisioning owns on every role collection; others are kept.
 TAG = "tag"
@@ -144,6 +154,7 @@ class _State:
     home: Instance | None
     children: dict[str, Instance]
     departments: dict[str, Department]
+    views: dict[str, store_views.Views | None]
     planned: list[Planned]
 
 
@@ -161,7 +172,8 @@ def _read(conn: Connection, username: str) -> _State | None:
     children = {
         posixpath.basename(i.path): i for i in store_collections.child_instances(conn, username)
     }
-    return _State(username, home, children, departments, plan(roles, departments))
+    views = {d: store_views.get_views(conn, d) for d in departments}
+    return _State(username, home, children, departments, views, plan(roles, departments))
 
 
 def _props_with(instance: Instance, planned: Planned) -> dict[str, str] | None:
@@ -186,12 +198,20 @@ def _opening_to_adopt(state: _State, planned: Planned, instance: Instance) -> bo
     return False
 
 
+def _is_view(state: _State, planned: Planned, instance: Instance) -> bool:
+    """Whether a view collection mounts the department's computed calendar."""
+    views = state.views.get(planned.collection.department_id or "")
+    return views is not None and instance.calendar_id == views.calendar_id(planned.collection.kind)
+
+
 def _needs_work(state: _State) -> bool:
     if state.home is None:
         return True
     for planned in state.planned:
         instance = state.children.get(planned.collection.name)
         if instance is None or _props_with(instance, planned) is not None:
+            return True
+        if planned.collection.kind in VIEW_KINDS and not _is_view(state, planned, instance):
             return True
         if planned.collection.kind == "opening" and _opening_to_adopt(state, planned, instance):
             return True
@@ -205,6 +225,14 @@ def _apply(conn: Connection, state: _State) -> None:
         rc = planned.collection
         path = f"{state.username}/{rc.name}"
         instance = state.children.get(rc.name)
+        if rc.kind in VIEW_KINDS:
+            if instance is None or not _is_view(state, planned, instance):
+                if instance is not None:
+                    store_collections.delete_instance_tree(conn, path)
+                views = store_views.ensure_views(conn, rc.department_id or "")
+                state.views[views.department_id] = views
+                store_collections.mount_instance(conn, path, views.calendar_id(rc.kind), planned.props)
+                continue
         if instance is not None:
             props = _props_with(instance, planned)
             if props is not None:

@@ -340,21 +340,36 @@ def seed(w: World) -> None:
         put(username, "bookings-east", "booking", {username})
     put("bjorg", "bookings-west", "booking", {"bjorg"})
     put("mona", "bookings-west", "booking", {"mona"})
-    for username, collection in [
-        ("rita", "availability-east"), ("rolf", "availability-east"), ("bjorg", "availability-west"),
-        ("mona", "availability-west"), ("sven", "assignments"), ("siri", "assignments"),
-        ("mona", "assignments"), ("anne", "overview-east"), ("mona", "overview-east"),
-        ("bernt", "overview-west"),
+    # Read-only views, written as the server would. A department's overview
+    # is one calendar in each of its admins' homes (its admins read the same
+    # events); availability is one calendar of anonymous events for all its
+    # recipients: its seed names nobody (owner "": the server; what the
+    # server itself writes there is scanned in tests/test_views_e2e.py).
+    for home, collection, readers in [
+        ("rita", "availability-east", {"rita", "rolf", "dina"}),
+        ("bjorg", "availability-west", {"bjorg", "mona"}),
+    ]:
+        uid = f"uid-{collection}-7f3a"
+        text = ics(uid, "Busy")
+        put_into_view(w, f"/{home}/{collection}/", f"{uid}.ics", text)
+        w.seeded.append(Seeded(f"/{home}/{collection}/{uid}.ics", uid, text, "", frozenset(readers)))
+    for username, collection, readers in [
+        ("sven", "assignments", {"sven"}), ("siri", "assignments", {"siri"}),
+        ("mona", "assignments", {"mona"}), ("anne", "overview-east", {"anne", "mona"}),
+        ("mona", "overview-east", {"anne", "mona"}), ("bernt", "overview-west", {"bernt"}),
     ]:
         uid, text = tagged(username, collection.split("-")[0])
         put_into_view(w, f"/{username}/{collection}/", f"{uid}.ics", text)
         w.seeded.append(Seeded(f"/{username}/{collection}/{uid}.ics", uid, text, username,
-                               frozenset({username})))
+                               frozenset(readers)))
 
 
 def tokens_of(username: str, world: World) -> set[str]:
+    uids = {s.uid for s in world.seeded if s.owner == username}
+    if username not in PEOPLE:  # the server's own events
+        return uids
     p = PEOPLE[username]
-    return {username, p.name, p.email} | {s.uid for s in world.seeded if s.owner == username}
+    return {username, p.name, p.email} | uids
 
 
 def forbidden_tokens(world: World, actor: str) -> dict[str, str]:

@@ -2,9 +2,11 @@
 
 Runs ``python -m bench --smoke`` as a subprocess (stock Radicale, Xandikos if
 installed, servicehop on SQLite and on PostgreSQL; calendars of 50 events, a
-few repetitions, a small booking department). Its exit status is non-zero as
-soon as any answer is wrong (status, count, a booking that is no decision,
-capacity exceeded), so this fails then too. No timing is asserted.
+few repetitions, a small booking department with its availability view). Its
+exit status is non-zero as soon as any answer is wrong (status, count, a
+booking that is no decision, capacity exceeded, an availability view that
+differs from PROPFIND, from the booking rows or from its one-day query), so
+this fails then too. No timing is asserted.
 """
 
 from __future__ import annotations
@@ -29,6 +31,23 @@ def test_bench_smoke(tmp_path: Path) -> None:
     operations = report["calendar"]["50"]["operations"]
     for server in ("stock", "sqlite", "postgres"):
         assert operations[server]["PUT new event"]["status"] == "ok", operations[server]
+    booking = report["booking"]["operations"]
     for server in ("sqlite", "postgres"):
-        race = report["booking"]["operations"][server]["20 recipients, same hour"]
+        race = booking[server]["20 recipients, same hour"]
         assert race["status"] == "ok" and race["errors"] == 0, race
+        # The availability view: timed, and every answer checked (the run fails otherwise).
+        for op in ("availability GET 14 days", "availability 1-day query"):
+            outcome = booking[server][op]
+            assert outcome["status"] == "ok" and outcome["n"] >= 2, outcome
+            assert outcome["p50_ms"] is not None and outcome["p95_ms"] is not None, outcome
+        view = booking[server]["availability GET 14 days"]["detail"]
+        assert "= PROPFIND depth 1 hrefs" in view and "Busy" in view, view
+        assert "exactly the GET's events" in booking[server]["availability 1-day query"]["detail"]
+    for op in ("availability GET 14 days", "availability 1-day query"):
+        assert booking["stock"][op]["status"] == "n/a"
+    goal = report["booking"]["goal"]
+    assert goal["goal_p50_ms"] == 50 and goal["goal_bookings"] == 2000
+    assert goal["judged"] is False  # smoke holds 100 bookings
+    assert set(goal["servers"]) == {"sqlite", "postgres"}
+    assert all(g["p50_ms"] is not None and g["met"] is None for g in goal["servers"].values()), goal
+    assert "availability GET 14 days p50 (goal < 50 ms)" in report["table"]

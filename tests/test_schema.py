@@ -86,11 +86,11 @@ def test_newer_schema_is_refused(database_url: str) -> None:
 def test_version_1_database_gains_directory_and_bookings(database_url: str) -> None:
     """A database made by the first release (no directory) upgrades to the
     current schema and keeps its calendars."""
-    from servicehop_caldav.db.schema import VERSION_2_TABLES, VERSION_3_TABLES, metadata
+    from servicehop_caldav.db.schema import VERSION_2_TABLES, VERSION_3_TABLES, VERSION_4_TABLES, metadata
 
     db = Database(database_url)
     try:
-        later = set(VERSION_2_TABLES) | set(VERSION_3_TABLES)
+        later = set(VERSION_2_TABLES) | set(VERSION_3_TABLES) | set(VERSION_4_TABLES)
         v1_tables = [t for t in metadata.sorted_tables if t not in later]
         with db.transaction("w") as conn:
             metadata.create_all(conn, tables=v1_tables)
@@ -100,7 +100,8 @@ def test_version_1_database_gains_directory_and_bookings(database_url: str) -> N
         assert version_of(db) == SCHEMA_VERSION
         with db.transaction("r") as conn:
             tables = set(inspect(conn).get_table_names())
-            assert {"departments", "users", "user_roles", "key_checks", "bookings", "audit_log"} <= tables
+            assert {"departments", "users", "user_roles", "key_checks", "bookings", "audit_log",
+                    "department_views"} <= tables
             assert conn.execute(text("SELECT revision FROM calendars")).scalar_one() == 3
     finally:
         db.dispose()

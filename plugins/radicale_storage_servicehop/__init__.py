@@ -19,9 +19,11 @@ Writes into a recipient's ``bookings-<dept>/`` go to the booking desk
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
+import threading
 import time
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -42,7 +44,8 @@ from servicehop_caldav import rewritten
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
-from servicehop_caldav.desk.desk import BookingsCalendar, Desk, bookings_calendar
+from servicehop_caldav.desk import views as desk_views
+from servicehop_caldav.desk.desk import BookingsCalendar, Desk, bookings_calendar, opening_calendar
 from servicehop_caldav.desk.settings import SettingsFile
 from servicehop_caldav.keyfile import load_keys
 from servicehop_caldav.refusal import NAMESPACE, Refusal
@@ -66,6 +69,13 @@ PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
             "help": "key file for encryption at rest (servicehop-caldav init makes one); "
             "empty: objects are stored in clear",
             "type": str,
+        },
+        "upkeep_interval": {
+            "value": "60",
+            "help": "seconds between passes that move the availability calendars along "
+            "the calendar and decide bookings affected by directory changes (0: only "
+            "the pass at start; -1: none, for tools that only read)",
+            "type": int,
         },
         "settings_file": {
             "value": "",
@@ -141,6 +151,23 @@ class Collection(storage.BaseCollection):
     def _calendar_id(self) -> int | None:
         return self._instance.calendar_id if self._instance else None
 
+    @functools.cached_property
+    def _hidden(self) -> Callable[[str, int, int], bool] | None:
+        """For a recipient's ``availability-D``: which events their view
+        leaves out (busy time that is their own booking). Read once per
+        request: the collection object lives for one request."""
+        if self._instance is None:
+            return None
+        found = desk_views.availability_path(self._path)
+        if found is None:
+            return None
+        with self._storage.reading() as conn:
+            return self._storage.desk.hidden_for(conn, *found)
+
+    def _visible(self, obj: StoredObject) -> bool:
+        hidden = self._hidden
+        return hidden is None or not hidden(obj.href, obj.first_occurrence, obj.last_occurrence)
+
     @property
     def _bookings(self) -> BookingsCalendar | None:
         """This collection as a recipient's bookings calendar, if it is one."""
@@ -191,7 +218,7 @@ class Collection(storage.BaseCollection):
             found = store_objects.get_objects(conn, self._calendar_id, hrefs)
         for href in hrefs:
             obj = found.get(href)
-            yield href, self._item(obj) if obj is not None else None
+            yield href, self._item(obj) if obj is not None and self._visible(obj) else None
 
     def get_all(self) -> Iterator[radicale_item.Item]:
         if self._calendar_id is None:
@@ -199,7 +226,8 @@ class Collection(storage.BaseCollection):
         with self._storage.reading() as conn:
             objects = list(store_objects.all_objects(conn, self._calendar_id))
         for obj in objects:
-            yield self._item(obj)
+            if self._visible(obj):
+                yield self._item(obj)
 
     def get_filtered(
         self, filters: Iterable[ET.Element]
@@ -213,6 +241,8 @@ class Collection(storage.BaseCollection):
                 store_objects.objects_in_range(conn, self._calendar_id, tag, start, end)
             )
         for obj in objects:
+            if not self._visible(obj):
+                continue
             item = self._item(obj)
             istart, iend = obj.first_occurrence, obj.last_occurrence
             # The same "fully matched" rule as radicale's BaseCollection.
@@ -233,7 +263,7 @@ class Collection(storage.BaseCollection):
         token = store_sync.make_token(state)
         if not old_token:
             # Lazy: a PROPFIND asks for the token only and never iterates.
-            return token, _LazyHrefs(self._storage, state.calendar_id)
+            return token, _LazyHrefs(self._storage, state.calendar_id, self._hidden)
         since = store_sync.token_revision(state, old_token)
         if since == state.revision:
             return token, ()
@@ -294,6 +324,7 @@ class Collection(storage.BaseCollection):
             old = store_objects.get_object(conn, self._calendar_id, href)
             if bookings is None:
                 stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
+                self._opening_changed(conn)
             else:
                 outcome = self._storage.desk.put(
                     conn, bookings, href, new_object(item), object_of_text(self._path)
@@ -322,19 +353,38 @@ class Collection(storage.BaseCollection):
                 self._storage.desk.delete(conn, bookings, href)
             if not store_objects.delete_object(conn, self._calendar_id, href):
                 raise storage.ComponentNotFoundError(href)
+            self._opening_changed(conn)
         self._state = None
+
+    def _opening_changed(self, conn: Connection) -> None:
+        """After a write into a department's opening calendar: the desk
+        computes the views again and decides the bookings it affects."""
+        if self._instance is None:
+            return
+        department_id = opening_calendar(conn, self._path, self._instance.calendar_id)
+        if department_id is not None:
+            self._storage.desk.opening_changed(conn, department_id)
 
 
 class _LazyHrefs:
     """All hrefs of a calendar, read only if someone iterates them."""
 
-    def __init__(self, storage_: Storage, calendar_id: int) -> None:
+    def __init__(
+        self, storage_: Storage, calendar_id: int, hidden: Callable[[str, int, int], bool] | None
+    ) -> None:
         self._storage = storage_
         self._calendar_id = calendar_id
+        self._hidden = hidden
 
     def __iter__(self) -> Iterator[str]:
         with self._storage.reading() as conn:
-            hrefs = store_objects.all_hrefs(conn, self._calendar_id)
+            if self._hidden is None:
+                hrefs = store_objects.all_hrefs(conn, self._calendar_id)
+            else:
+                # An initial sync lists only what this reader can see.
+                hidden = self._hidden
+                spans = store_objects.spans_in_range(conn, self._calendar_id, -(2**62), 2**62)
+                hrefs = [href for href, first, last in spans if not hidden(href, first, last)]
         return iter(hrefs)
 
 
@@ -366,13 +416,18 @@ class Storage(storage.BaseStorage):
         key_file = configuration.get("storage", "key_file")
         keyring = Keyring.from_keys(load_keys(Path(key_file))) if key_file else None
         settings_file = configuration.get("storage", "settings_file")
-        self.desk = Desk(SettingsFile(Path(settings_file) if settings_file else None))
+        self.desk = Desk(
+            SettingsFile(Path(settings_file) if settings_file else None), object_of_text("servicehop")
+        )
         self.db = Database.shared(url)
         found = ensure_schema(self.db)
         bind_keyring(self.db, keyring)
         logger.info(
             "servicehop storage on %s (schema found at version %d)", self.db.backend, found
         )
+        interval = configuration.get("storage", "upkeep_interval")
+        if interval >= 0:
+            Upkeep.start_once(self.db, self.desk, interval)
 
     # -- transactions ----------------------------------------------------
 
@@ -507,10 +562,60 @@ class Storage(storage.BaseStorage):
             store_objects.put_object(conn, to_collection._calendar_id, to_href, new_object(item))
             if source_bookings is not None:
                 self.desk.rename(conn, source_bookings, item.href, to_href)
+            source._opening_changed(conn)
+            if to_collection._calendar_id != source._calendar_id:
+                to_collection._opening_changed(conn)
         source._state = to_collection._state = None
 
     def verify(self) -> bool:
         return verify_database(self.db, self._max_vevent_rrule_occurrence)
+
+
+class Upkeep:
+    """The desk's periodic pass (:meth:`Desk.upkeep`) in a daemon thread:
+    one at start, then every ``interval`` seconds, each in its own write
+    transaction, until the database is disposed. One per database in a
+    process (Radicale builds more than one storage object); several
+    processes on one database may all run it: a pass that finds everything
+    current writes nothing."""
+
+    _running: set[int] = set()  # id() of the databases with an upkeep thread
+    _lock = threading.Lock()
+
+    def __init__(self, db: Database, desk: Desk, interval: int) -> None:
+        self._db = db
+        self._desk = desk
+        self._interval = interval
+
+    @classmethod
+    def start_once(cls, db: Database, desk: Desk, interval: int) -> None:
+        with cls._lock:
+            if id(db) in cls._running:
+                return
+            cls._running.add(id(db))
+        upkeep = cls(db, desk, interval)
+        threading.Thread(target=upkeep._run, name="servicehop-upkeep", daemon=True).start()
+
+    def run_once(self) -> int:
+        with self._db.transaction("w") as conn:
+            return self._desk.upkeep(conn)
+
+    def _run(self) -> None:
+        try:
+            while not self._db.closed.is_set():
+                try:
+                    changes = self.run_once()
+                    if changes:
+                        logger.info("servicehop upkeep: %d view events written", changes)
+                except Exception:
+                    if self._db.closed.is_set():
+                        return
+                    logger.exception("servicehop upkeep failed; trying again at the next pass")
+                if self._interval <= 0 or self._db.closed.wait(self._interval):
+                    return
+        finally:
+            with self._lock:
+                self._running.discard(id(self._db))
 
 
 def _addressable(href: str) -> bool:

@@ -3,8 +3,13 @@
 :func:`read_booking` reads what a recipient's client PUT into a bookings
 calendar; :func:`confirmed_text`, :func:`refused_text` and
 :func:`refused_change_text` rewrite that event so the recipient can read the
-decision in their own calendar app; :func:`assignment_text` writes the staff
-member's visit. No Radicale, no SQL, no I/O.
+decision in their own calendar app (:func:`waiting_text`,
+:func:`waiting_expired_text` and :func:`flagged_text` likewise for a booking
+on the waiting list, one whose wait ran out, and one nobody can serve any
+more); :func:`assignment_text` writes the staff member's visit;
+:func:`availability_text` and :func:`overview_text` write the views (free and
+busy times for anyone, the department's overview of its bookings). No
+Radicale, no SQL, no I/O.
 
 Decisions (see DESIGN.md, "Booking rules"):
 
@@ -293,16 +298,27 @@ def _notes(event: Component) -> tuple[str, bool]:
 # --- the recipient's event -------------------------------------------------
 
 
+def _restated(original: str, *, status: str, server_part: str, not_booked: str | None) -> str:
+    """``original`` with STATUS ``status`` and ``server_part`` above the
+    recipient's notes; SUMMARY gets the "not booked" prefix ``not_booked``
+    once, or (None) loses any such prefix."""
+    calendar = _parse(original)
+    for event in _events(calendar):
+        _set(event, "STATUS", status)
+        if not_booked is not None:
+            summary = strip_prefix(_text(event, "SUMMARY"))
+            _set(event, "SUMMARY", not_booked + summary if summary else not_booked.strip())
+        elif "SUMMARY" in event:
+            _set(event, "SUMMARY", strip_prefix(_text(event, "SUMMARY")))
+        _annotate(event, server_part, _notes(event)[0])
+    return _serialise(calendar)
+
+
 def confirmed_text(original: str, *, language: str, staff_name: str | None) -> str:
     """The event as stored when accepted: STATUS:CONFIRMED, no "not booked"
     prefix, and the confirmation line above the recipient's notes."""
-    calendar = _parse(original)
-    for event in _events(calendar):
-        _set(event, "STATUS", "CONFIRMED")
-        if "SUMMARY" in event:
-            _set(event, "SUMMARY", strip_prefix(_text(event, "SUMMARY")))
-        _annotate(event, texts.confirmation_line(language, staff_name), _notes(event)[0])
-    return _serialise(calendar)
+    return _restated(original, status="CONFIRMED", not_booked=None,
+                     server_part=texts.confirmation_line(language, staff_name))
 
 
 def refused_text(
@@ -315,15 +331,31 @@ def refused_text(
 ) -> str:
     """The event as stored when a new booking is refused: STATUS:CANCELLED,
     the "not booked" prefix once, reasons and alternatives above the notes."""
-    calendar = _parse(original)
-    server_part = texts.refusal_description(reasons, alternatives, timezone, language)
-    prefix = texts.not_booked_prefix(language)
-    for event in _events(calendar):
-        _set(event, "STATUS", "CANCELLED")
-        summary = strip_prefix(_text(event, "SUMMARY"))
-        _set(event, "SUMMARY", prefix + summary if summary else prefix.strip())
-        _annotate(event, server_part, _notes(event)[0])
-    return _serialise(calendar)
+    return _restated(original, status="CANCELLED", not_booked=texts.not_booked_prefix(language),
+                     server_part=texts.refusal_description(reasons, alternatives, timezone, language))
+
+
+def waiting_text(original: str, *, language: str, notice: str) -> str:
+    """The event as stored when put on the waiting list: STATUS:TENTATIVE, no
+    "not booked" prefix, and the waiting sentence (``notice`` is a formatted
+    duration such as "1 t") above the recipient's notes."""
+    return _restated(original, status="TENTATIVE", not_booked=None,
+                     server_part=texts.phrase(language, "waiting", notice=notice))
+
+
+def waiting_expired_text(original: str, *, language: str) -> str:
+    """The event as stored when its time came while still waiting:
+    STATUS:CANCELLED, the "not booked" prefix once, and why above the notes."""
+    return _restated(original, status="CANCELLED", not_booked=texts.not_booked_prefix(language),
+                     server_part=texts.phrase(language, "waiting_expired"))
+
+
+def flagged_text(original: str, *, language: str) -> str:
+    """The confirmed event as stored when nobody can serve it any more:
+    STATUS:TENTATIVE, SUMMARY kept (without a "not booked" prefix), and the
+    sentence that the department will get in touch above the notes."""
+    return _restated(original, status="TENTATIVE", not_booked=None,
+                     server_part=texts.phrase(language, "flagged"))
 
 
 def refused_change_text(
@@ -416,9 +448,7 @@ def assignment_text(
     recipient's calendar); times in UTC; no ATTENDEE or ORGANIZER, so no
     client treats it as an invitation. ``stamp`` is DTSTAMP (default: now).
     """
-    calendar = icalendar.Calendar()
-    calendar.add("PRODID", PRODID)
-    calendar.add("VERSION", "2.0")
+    calendar = _new_calendar()
     event = icalendar.Event()
     event.add("UID", assignment_uid)
     event.add("DTSTAMP", (stamp or datetime.now(UTC)).astimezone(UTC))
@@ -441,6 +471,92 @@ def assignment_text(
     return _serialise(calendar)
 
 
+# --- views -----------------------------------------------------------------
+
+
+def availability_text(*, uid: str, start: datetime, end: datetime, free: bool, language: str) -> str:
+    """One free or busy period, as shown to anyone allowed to see availability.
+
+    Only times, "Free"/"Busy" and (when free) how to book: no names, no
+    services, no notes. Deterministic: DTSTAMP is the start, so the same
+    inputs give the same text (and the same ETag). Raises ValueError when a
+    time is naive or ``end`` is not after ``start``.
+    """
+    interval = Interval(start, end).utc()
+    calendar = _new_calendar()
+    event = icalendar.Event()
+    event.add("UID", uid)
+    event.add("DTSTAMP", interval.start)
+    event.add("DTSTART", interval.start)
+    event.add("DTEND", interval.end)
+    event.add("SUMMARY", texts.phrase(language, "free" if free else "busy"))
+    event.add("TRANSP", "TRANSPARENT" if free else "OPAQUE")
+    event.add("CLASS", "PUBLIC")
+    if free:
+        event.add("DESCRIPTION", texts.phrase(language, "free_description"))
+    calendar.add_component(event)
+    return _serialise(calendar)
+
+
+_OVERVIEW_STATUSES = {"confirmed": "CONFIRMED", "waiting": "TENTATIVE", "flagged": "TENTATIVE"}
+
+
+def overview_text(
+    *,
+    uid: str,
+    booking_uid: str,
+    interval: Interval,
+    service_name: str,
+    recipient_name: str,
+    staff_name: str | None,
+    status: str,
+    notes: str | None,
+    language: str,
+    stamp: datetime,
+) -> str:
+    """One booking in the department's overview: who, what, who comes.
+
+    ``status`` is "confirmed", "waiting" or "flagged" (else ValueError); a
+    waiting or flagged booking is TENTATIVE, its SUMMARY starts with a prefix
+    and it carries a category, so it stands out. Linked to the booking by
+    RELATED-TO; times in UTC; DTSTAMP is ``stamp``.
+    """
+    if status not in _OVERVIEW_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(_OVERVIEW_STATUSES)}, not {status!r}")
+    calendar = _new_calendar()
+    event = icalendar.Event()
+    event.add("UID", uid)
+    event.add("DTSTAMP", stamp.astimezone(UTC))
+    event.add("DTSTART", interval.start.astimezone(UTC))
+    event.add("DTEND", interval.end.astimezone(UTC))
+    summary = f"{service_name} – {recipient_name}"
+    if staff_name:
+        summary += f" ({staff_name})"
+    if status != "confirmed":
+        summary = texts.phrase(language, f"{status}_prefix") + summary
+        event.add("CATEGORIES", [texts.phrase(language, f"{status}_category")])
+    event.add("SUMMARY", summary)
+    parts = []
+    if staff_name:
+        parts.append(f"{texts.phrase(language, 'staff_label')}: {staff_name}")
+    if notes and _lines(notes).strip():
+        parts.append(_lines(notes).strip())
+    if parts:
+        event.add("DESCRIPTION", "\n\n".join(parts))
+    event.add("STATUS", _OVERVIEW_STATUSES[status])
+    event.add("RELATED-TO", booking_uid)
+    event.add("TRANSP", "OPAQUE")
+    calendar.add_component(event)
+    return _serialise(calendar)
+
+
+def _new_calendar() -> icalendar.Calendar:
+    calendar = icalendar.Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    return calendar
+
+
 __all__ = [
     "ANNOTATION",
     "SEPARATOR",
@@ -448,11 +564,23 @@ __all__ = [
     "EventError",
     "Unbookable",
     "assignment_text",
+    "availability_text",
     "confirmed_text",
+    "flagged_text",
     "normalised",
+    "overview_text",
     "read_booking",
     "recipient_notes",
     "refused_change_text",
     "refused_text",
     "strip_prefix",
+    "waiting_expired_text",
+    "waiting_text",
+    "without_stamp",
 ]
+
+
+def without_stamp(text: str) -> str:
+    """``text`` without its DTSTAMP lines: what a server-written event says,
+    to learn whether writing it again would change anything."""
+    return "\n".join(line for line in text.splitlines() if not line.startswith("DTSTAMP"))

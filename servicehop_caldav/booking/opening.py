@@ -49,6 +49,7 @@ Decisions (see DESIGN.md, "Booking rules"):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -150,7 +151,12 @@ def _log_problem(problem: OpeningProblem) -> None:
     logger.debug("opening calendar object %d: %s", problem.index, problem.detail)
 
 
+@functools.lru_cache(maxsize=256)
 def _parse(text: str) -> icalendar.Calendar:
+    """The parsed object, kept for the next call with the same text: every
+    booking decision and availability refresh expands the same few opening
+    objects, and parsing them was the larger part of a decision. Expansion
+    only reads the parsed calendar, so sharing it is safe."""
     try:
         component = icalendar.Calendar.from_ical(text)
     except ValueError as error:

@@ -67,6 +67,24 @@ PHRASES: dict[str, dict[str, str]] = {
         "change_refused": "Endringen ble ikke gjort; bestillingen står som før.",
         "hours": "{n} t",
         "minutes": "{n} min",
+        "free": "Ledig",
+        "busy": "Opptatt",
+        "free_description": "Ledig tid: bestill i kalenderen for bestillinger.",
+        "waiting": (
+            "På venteliste: ingen ansatte er ledige på dette tidspunktet ennå. "
+            "Blir en plass ledig minst {notice} før besøket, bekreftes det automatisk."
+        ),
+        "waiting_expired": "Ikke bestilt: ingen plass ble ledig i tide.",
+        "flagged": (
+            "Åpningstiden er endret, og ingen ansatte kan komme på dette tidspunktet. "
+            "Avdelingen tar kontakt med deg om dette besøket."
+        ),
+        "flagged_prefix": "MÅ FØLGES OPP: ",
+        "waiting_prefix": "VENTER: ",
+        "flagged_category": "Må følges opp",
+        "waiting_category": "Venter",
+        "staff_label": "Ansatt",
+        "recipient_label": "Mottaker",
     },
     "en": {
         "not_booked": "NOT BOOKED: ",
@@ -77,6 +95,24 @@ PHRASES: dict[str, dict[str, str]] = {
         "change_refused": "The change was not made; the booking stands as before.",
         "hours": "{n} h",
         "minutes": "{n} min",
+        "free": "Free",
+        "busy": "Busy",
+        "free_description": "Free time: book it in your bookings calendar.",
+        "waiting": (
+            "On the waiting list: no member of staff is free at this time yet. "
+            "If a place becomes free at least {notice} before the visit, it is confirmed automatically."
+        ),
+        "waiting_expired": "Not booked: no place became free in time.",
+        "flagged": (
+            "The opening hours have changed and nobody on the staff can come at this time. "
+            "The department will contact you about this visit."
+        ),
+        "flagged_prefix": "NEEDS ATTENTION: ",
+        "waiting_prefix": "WAITING: ",
+        "flagged_category": "Needs attention",
+        "waiting_category": "Waiting",
+        "staff_label": "Staff",
+        "recipient_label": "Recipient",
     },
 }
 
@@ -88,6 +124,13 @@ _WEEKDAYS = {
 
 def _language(language: str) -> str:
     return language if language in LANGUAGES else "nb"
+
+
+def phrase(language: str, key: str, **values: object) -> str:
+    """The phrase ``key`` in ``language`` (nb if unknown); ``values`` fills
+    its placeholders (``waiting`` takes ``notice``, a formatted duration).
+    Raises KeyError for an unknown key or a missing value."""
+    return PHRASES[_language(language)][key].format(**values)
 
 
 def duration_text(minutes: int, language: str) -> str:

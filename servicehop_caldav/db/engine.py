@@ -85,6 +85,8 @@ class Database:
     _local: threading.local = field(init=False, default_factory=threading.local)
     # Threads of one process queue here instead of polling the database lock.
     _writer: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Set by dispose(): background work on this database (the upkeep) stops.
+    closed: threading.Event = field(init=False, default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.engine = make_engine(self.url)
@@ -154,6 +156,7 @@ class Database:
         return scope is not None and scope.mode == "w"
 
     def dispose(self) -> None:
+        self.closed.set()
         self.engine.dispose()
 
     @classmethod

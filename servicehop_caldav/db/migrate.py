@@ -17,6 +17,7 @@ from servicehop_caldav.db.schema import (
     SCHEMA_VERSION,
     VERSION_2_TABLES,
     VERSION_3_TABLES,
+    VERSION_4_TABLES,
     metadata,
     schema_info,
 )
@@ -32,8 +33,16 @@ def _add_bookings(conn: Connection) -> None:
     metadata.create_all(conn, tables=list(VERSION_3_TABLES))
 
 
+def _add_views(conn: Connection) -> None:
+    """3 -> 4: the departments' availability and overview calendars (filled
+    by the server's upkeep at its next start)."""
+    metadata.create_all(conn, tables=list(VERSION_4_TABLES))
+
+
 # UPGRADES[n] upgrades a database at version n to version n + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _add_directory, 2: _add_bookings}
+UPGRADES: dict[int, Callable[[Connection], None]] = {
+    1: _add_directory, 2: _add_bookings, 3: _add_views,
+}
 
 
 def current_version(conn: Connection) -> int | None:

@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -230,6 +230,27 @@ audit_log = Table(
 )
 
 VERSION_3_TABLES = (bookings, audit_log)
+
+# -- version 4: the departments' computed calendars ----------------------------
+
+# Each department's two read-only calendars, kept by the booking desk in the
+# same transaction as every booking and opening change: the anonymous
+# availability (mounted in every recipient's home) and the admins' overview
+# (mounted in every admin's home). ``covered_from``/``covered_to`` are the
+# first and last local dates (ISO) the availability calendar holds.
+department_views = Table(
+    "department_views",
+    metadata,
+    Column(
+        "department_id", String(64), ForeignKey("departments.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("availability_calendar_id", Integer, ForeignKey("calendars.id", ondelete="SET NULL")),
+    Column("overview_calendar_id", Integer, ForeignKey("calendars.id", ondelete="SET NULL")),
+    Column("covered_from", String(10), nullable=True),
+    Column("covered_to", String(10), nullable=True),
+)
+
+VERSION_4_TABLES = (department_views,)
 
 # The longest path, href or UID stored (UTF-8 bytes). They are index keys,
 # and a PostgreSQL btree index row holds at most 2704 bytes: a longer key made

@@ -22,6 +22,16 @@ What a PUT means (DESIGN.md, "Booking rules"):
   cancels, like DELETE.
 - An event the client sends back as STATUS:CANCELLED at the times it had
   (a refused event, resaved) asks for nothing: stored as sent.
+- Waiting list (``waiting_list = true``): a new request refused only because
+  nobody is free is kept as "waiting" (STATUS:TENTATIVE, a row without
+  staff). When a cancellation or a move frees time, the waiting requests it
+  overlaps are decided again, earliest request first, in the same
+  transaction; those that now fit are confirmed and assigned.
+
+Each of these also keeps the department's computed calendars current
+(:mod:`servicehop_caldav.desk.views`): the availability days it touches and
+the booking's event in the admins' overview. Opening-time changes and the
+periodic upkeep decide affected bookings again (:mod:`servicehop_caldav.desk.redecide`).
 
 Every decision is recorded in the audit log, also the refusals answered
 with 403 (the caller commits the audit entry and raises the refusal).
@@ -32,33 +42,29 @@ from __future__ import annotations
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, exists, select
 
 from servicehop_caldav.booking import events, texts
 from servicehop_caldav.booking.events import BookingEvent, EventError, Unbookable
-from servicehop_caldav.booking.model import Decision, Interval, Reason, Request
-from servicehop_caldav.booking.rules import decide
+from servicehop_caldav.booking.model import Decision, Interval, Reason
 from servicehop_caldav.db.schema import bookings as bookings_table
 from servicehop_caldav.db.schema import calendar_objects
+from servicehop_caldav.desk import redecide, visits
 from servicehop_caldav.desk.department import (
     DepartmentData,
-    bookings_for_decision,
     load_department,
-    opening_windows,
     timestamp,
 )
 from servicehop_caldav.desk.settings import SettingsFile
+from servicehop_caldav.desk.views import MakeObject, ViewKeeper, hidden_for, row_interval
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.provisioning import provision_in
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 from servicehop_caldav.store import audit, codec
 from servicehop_caldav.store import bookings as store_bookings
-from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.bookings import BookingRow
 from servicehop_caldav.store.records import NewObject, StoredObject
@@ -89,6 +95,17 @@ class BookingsCalendar:
     department_id: str
 
 
+def opening_calendar(conn: Connection, path: str, calendar_id: int) -> str | None:
+    """The department whose opening calendar is mounted at ``path``, if any."""
+    parts = path.split("/")
+    if len(parts) != 2 or not parts[1].startswith("opening-"):
+        return None
+    department = directory.get_department(conn, parts[1][len("opening-"):])
+    if department is None or department.opening_calendar_id != calendar_id:
+        return None
+    return department.id
+
+
 def bookings_calendar(path: str, calendar_id: int) -> BookingsCalendar | None:
     """The bookings calendar at ``path``, if that is what the path names."""
     parts = path.split("/")
@@ -109,8 +126,6 @@ class Outcome:
     refusal: Refusal | None = None
 
 
-MakeObject = Callable[[str], NewObject]
-"""Row values of an iCalendar text (the storage adapter computes them)."""
 
 
 @dataclass
@@ -126,6 +141,7 @@ class _Put:
     now: datetime
     old: StoredObject | None
     row: BookingRow | None
+    view_object: MakeObject  # row values of a text the server writes elsewhere
 
     @functools.cached_property
     def sent_normalised(self) -> str:
@@ -138,19 +154,71 @@ class _Put:
 
     @functools.cached_property
     def weekly_minutes(self) -> int | None:
-        """The recipient's weekly entitlement in this department (None: unlimited)."""
-        role = next(
-            (r for r in directory.roles_of(self.conn, self.owner_id)
-             if r.department_id == self.data.department.id and r.role == "recipient"),
-            None,
+        return visits.weekly_minutes(self.conn, self.data, self.owner_id)
+
+    @functools.cached_property
+    def recipient(self) -> visits.Recipient:
+        return visits.recipient(self.conn, self.owner_id, self.calendar.owner)
+
+    def write_assignment(self, row: BookingRow, event: BookingEvent) -> BookingRow:
+        return visits.write_assignment(
+            self.conn, self.data, self.now, row, event, self.recipient, self.view_object
         )
-        return role.weekly_minutes if role is not None else None
+
+    @functools.cached_property
+    def views(self) -> ViewKeeper:
+        return ViewKeeper(self.conn, self.data, self.now, self.view_object)
 
 
 class Desk:
-    def __init__(self, settings: SettingsFile, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: SettingsFile, make_object: MakeObject, clock: Callable[[], float] = time.time
+    ) -> None:
         self._settings = settings
+        self._make_object = make_object
         self._clock = clock
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def _load(self, conn: Connection, department_id: str) -> DepartmentData | None:
+        keyring = codec.keyring_of(conn)
+        settings = self._settings.current().for_department(department_id)
+        return load_department(conn, keyring, department_id, settings) if keyring else None
+
+    # -- what others see ------------------------------------------------------
+
+    def hidden_for(self, conn: Connection, owner: str, department_id: str) -> Callable[[str, int, int], bool]:
+        """What ``owner``'s view of the department's availability leaves out."""
+        owner_id = directory.user_id_of(conn, owner)
+        own = store_bookings.own_spans(conn, department_id, owner_id) if owner_id is not None else []
+        return hidden_for(own)
+
+    def opening_changed(self, conn: Connection, department_id: str) -> None:
+        """The department's opening times changed: decide its bookings again
+        and compute its availability again, in the admin's transaction."""
+        data = self._load(conn, department_id)
+        if data is None:
+            return
+        keeper = ViewKeeper(conn, data, self._now(), self._make_object)
+        redecide.redecide(keeper)
+        keeper.refresh_all()
+
+    def upkeep(self, conn: Connection) -> int:
+        """The periodic pass over every department: the availability follows
+        the calendar (a new day enters the horizon), directory changes (staff
+        removed or disabled) are decided, waiting requests whose notice has
+        run out are closed. Returns the number of view events written."""
+        changes = 0
+        for department in directory.list_departments(conn):
+            data = self._load(conn, department.id)
+            if data is None:
+                continue
+            keeper = ViewKeeper(conn, data, self._now(), self._make_object)
+            redecide.redecide(keeper)
+            redecide.expire_waiting(keeper)
+            changes += keeper.refresh_all()
+        return changes
 
     # -- entry points ------------------------------------------------------
 
@@ -162,25 +230,23 @@ class Desk:
         sent: NewObject,
         make_object: MakeObject,
     ) -> Outcome:
-        keyring = codec.keyring_of(conn)
         owner_id = directory.user_id_of(conn, calendar.owner)
-        settings = self._settings.current().for_department(calendar.department_id)
-        data = load_department(conn, keyring, calendar.department_id, settings) if keyring else None
+        data = self._load(conn, calendar.department_id)
         if data is None or owner_id is None:
             # Not (or no longer) a department's bookings calendar: a plain one.
             return Outcome(store_objects.put_object(conn, calendar.calendar_id, href, sent))
         put = _Put(
-            conn, calendar, href, sent, data, owner_id,
-            datetime.fromtimestamp(self._clock(), UTC),
+            conn, calendar, href, sent, data, owner_id, self._now(),
             store_objects.get_object(conn, calendar.calendar_id, href),
             store_bookings.booking_for_event(conn, calendar.calendar_id, href),
+            self._make_object,
         )
         if put.old is not None and put.old_normalised == put.sent_normalised:
             # The client saved again what it has from us: nothing to decide.
             return Outcome(put.old)
         try:
             event: BookingEvent | Unbookable = events.read_booking(
-                sent.text, timezone=data.timezone, settings=settings
+                sent.text, timezone=data.timezone, settings=data.settings
             )
         except EventError as e:
             reason = _EVENT_REASONS.get(e.code)
@@ -198,17 +264,25 @@ class Desk:
 
     def delete(self, conn: Connection, calendar: BookingsCalendar, href: str) -> None:
         """Cancel the booking behind ``href`` (if any): the visit goes, the
-        time is free. The caller deletes the recipient's event."""
+        time is free (and given to the waiting list). The caller deletes
+        the recipient's event."""
         row = store_bookings.booking_for_event(conn, calendar.calendar_id, href)
         if row is None:
             return
-        _remove_assignment(conn, row)
+        data = self._load(conn, row.department_id)
+        visits.remove_assignment(conn, row)
         store_bookings.delete_booking(conn, row.id)
         audit.record(conn, audit.AuditEntry(
             row.department_id, "cancel", "cancelled", row.recipient_id, row.start_ts, row.end_ts,
-            staff_id=row.staff_id,
+            staff_id=row.staff_id, at=self._now().timestamp(),
         ))
         logger.info("booking %s cancelled", row.id)
+        if data is not None:
+            keeper = ViewKeeper(conn, data, self._now(), self._make_object)
+            keeper.remove_overview(row)
+            if row.status == "confirmed":
+                keeper.booking_moved(row_interval(row), None)
+                redecide.promote_waiting(keeper, row_interval(row))
 
     def rename(self, conn: Connection, calendar: BookingsCalendar, href: str, to_href: str) -> None:
         """A MOVE inside one bookings calendar: the booking follows its event.
@@ -225,23 +299,34 @@ class Desk:
             return _store_sent(put)
         if _uid_taken(put, event.uid):
             return self._refused(put, (Reason.UID_TAKEN,), (), event.interval, make_object)
-        decision = self._decide(put, event.interval, event.service.name, replaces=None)
+        decision = self._decide(put, event.interval, replaces=None)
         if not decision.accepted:
+            if put.data.settings.waiting_list and decision.reasons == (Reason.NO_STAFF_FREE,):
+                return self._wait(put, event, make_object)
             return self._refused(put, decision.reasons, decision.alternatives, event.interval, make_object)
         staff = put.data.staff_by_username(decision.staff or "")
         assert staff is not None, "the rules chose someone who is not on the staff"
-        row = BookingRow(
-            id=str(uuid.uuid4()), department_id=put.data.department.id, recipient_id=put.owner_id,
-            staff_id=staff.id, start_ts=_times(event.interval)[0], end_ts=_times(event.interval)[1],
-            status="confirmed", booking_calendar_id=put.calendar.calendar_id, booking_href=put.href,
-        )
-        row = _write_assignment(put, row, event, make_object)
+        row = visits.new_row(put.data, put.owner_id, event.interval, staff.id, "confirmed",
+                             put.calendar.calendar_id, put.href)
+        row = put.write_assignment(row, event)
         store_bookings.insert_booking(put.conn, row)
         self._audit(put, "book", "accepted", event.interval, (), staff.id)
         logger.info("booking %s accepted, staff %s", row.id, staff.id)
-        return self._store_confirmed(put, staff.name, make_object)
+        put.views.booking_moved(None, event.interval)
+        put.views.write_overview(row, event, put.recipient.name, staff.name)
+        return self._store_confirmed(put, staff.id, make_object)
 
-    # -- changes to a confirmed booking -------------------------------------
+    def _wait(self, put: _Put, event: BookingEvent, make_object: MakeObject) -> Outcome:
+        """Full, and the department keeps a waiting list: the request waits."""
+        row = visits.new_row(put.data, put.owner_id, event.interval, None, "waiting",
+                             put.calendar.calendar_id, put.href)
+        store_bookings.insert_booking(put.conn, row)
+        self._audit(put, "book", "waiting", event.interval, (Reason.NO_STAFF_FREE,), None)
+        logger.info("booking %s waiting", row.id)
+        put.views.write_overview(row, event, put.recipient.name, None)
+        return self._store_waiting(put, make_object)
+
+    # -- changes to a booking ------------------------------------------------
 
     def _change(self, put: _Put, event: BookingEvent, make_object: MakeObject) -> Outcome:
         row = put.row
@@ -249,61 +334,65 @@ class Desk:
         if event.status == "CANCELLED":
             self.delete(put.conn, put.calendar, put.href)
             return _store_sent(put)
-        if _times(event.interval) == (row.start_ts, row.end_ts) and row.staff_id is not None:
-            row = _write_assignment(put, row, event, make_object)
+        same_times = visits.times(event.interval) == (row.start_ts, row.end_ts)
+        if row.status == "waiting":
+            if same_times:
+                put.views.write_overview(row, event, put.recipient.name, None)
+                return self._store_waiting(put, make_object)
+            # New times: a new request in place of the waiting one.
+            store_bookings.delete_booking(put.conn, row.id)
+            put.views.remove_overview(row)
+            return self._new(replace(put, row=None), event, make_object)
+        if same_times and row.status == "flagged":
+            put.views.write_overview(row, event, put.recipient.name, None)
+            text = events.flagged_text(put.sent.text, language=put.data.department.language)
+            return _store(put, text, make_object)
+        if same_times and row.staff_id is not None:
+            row = put.write_assignment(row, event)
             store_bookings.save_booking(put.conn, row)
             self._audit(put, "change", "kept", event.interval, (), row.staff_id)
-            return self._store_confirmed(put, self._staff_name(put, row.staff_id), make_object)
-        decision = self._decide(put, event.interval, event.service.name, replaces=row.id)
+            put.views.write_overview(
+                row, event, put.recipient.name, visits.staff_name(put.data, row.staff_id)
+            )
+            return self._store_confirmed(put, row.staff_id, make_object)
+        decision = self._decide(put, event.interval, replaces=row.id)
         if not decision.accepted:
             return self._refused(put, decision.reasons, decision.alternatives, event.interval, make_object)
         staff = put.data.staff_by_username(decision.staff or "")
         assert staff is not None, "the rules chose someone who is not on the staff"
+        before = row_interval(row) if row.status == "confirmed" else None
         if staff.id != row.staff_id:
-            _remove_assignment(put.conn, row)
-            row = replace(row, assignment_calendar_id=None, assignment_href=None)
-        row = store_bookings.moved(row, *_times(event.interval), staff.id)
-        row = _write_assignment(put, replace(row, status="confirmed"), event, make_object)
+            row = visits.remove_assignment(put.conn, row)
+        row = store_bookings.moved(row, *visits.times(event.interval), staff.id)
+        row = put.write_assignment(replace(row, status="confirmed"), event)
         store_bookings.save_booking(put.conn, row)
         self._audit(put, "move", "accepted", event.interval, (), staff.id)
         logger.info("booking %s moved, staff %s", row.id, staff.id)
-        return self._store_confirmed(put, staff.name, make_object)
+        put.views.booking_moved(before, event.interval)
+        put.views.write_overview(row, event, put.recipient.name, staff.name)
+        if before is not None:
+            redecide.promote_waiting(put.views, before)
+        return self._store_confirmed(put, staff.id, make_object)
 
     # -- deciding ------------------------------------------------------------
 
-    def _decide(self, put: _Put, interval: Interval, service: str, replaces: str | None) -> Decision:
-        data, now = put.data, put.now
-        rules = data.rules
-        reach = rules.max_duration + rules.travel_buffer + timedelta(days=1)
-        horizon_end = now + rules.horizon + reach
-        spans = [(now - timedelta(days=1), horizon_end)]
-        if not (interval.start < horizon_end and interval.end > now - timedelta(days=1)):
-            spans.append((interval.start - reach, interval.end + reach))
-        windows = [w for start, end in spans for w in opening_windows(put.conn, data, start, end)]
-        # The recipient's own visits: continuity looks 30 days back, the
-        # entitlement at the whole ISO week of the request.
-        own = (min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8)),
-               max(horizon_end, interval.end + reach))
-        return decide(
-            Request(str(put.owner_id), interval, service, replaces),
-            now=now,
-            rules=rules,
-            windows=windows,
-            bookings=bookings_for_decision(put.conn, data, spans, put.owner_id, own),
-            weekly_minutes=put.weekly_minutes,
+    def _decide(self, put: _Put, interval: Interval, replaces: str | None) -> Decision:
+        return visits.decide_for(
+            put.conn, put.data, put.now, put.owner_id, interval, weekly=put.weekly_minutes, replaces=replaces
         )
-
-    def _staff_name(self, put: _Put, staff_id: int | None) -> str:
-        person = put.data.staff.get(staff_id) if staff_id is not None else None
-        return person.name if person is not None else ""
 
     # -- answers ------------------------------------------------------------
 
-    def _store_confirmed(self, put: _Put, staff_name: str, make_object: MakeObject) -> Outcome:
+    def _store_confirmed(self, put: _Put, staff_id: int | None, make_object: MakeObject) -> Outcome:
         language = put.data.department.language
-        shown = staff_name if put.data.settings.show_staff_names and staff_name else None
+        shown = visits.shown_staff(put.data, staff_id)
         text = events.confirmed_text(put.sent.text, language=language, staff_name=shown)
         return _store(put, text, make_object)
+
+    def _store_waiting(self, put: _Put, make_object: MakeObject) -> Outcome:
+        language = put.data.department.language
+        notice = texts.duration_text(put.data.settings.minimum_notice_minutes, language)
+        return _store(put, events.waiting_text(put.sent.text, language=language, notice=notice), make_object)
 
     def _refused(
         self,
@@ -321,7 +410,10 @@ class Desk:
         language = data.department.language
         sentences = [texts.reason_text(r, language, **self._values(put)) for r in reasons]
         row = put.row
-        moving = interval is not None and row is not None and _times(interval) != (row.start_ts, row.end_ts)
+        moving = (
+            interval is not None and row is not None
+            and visits.times(interval) != (row.start_ts, row.end_ts)
+        )
         action = "book" if row is None else "move" if moving else "change"
         self._audit(put, action, "refused", interval, reasons, None)
         logger.info("booking request refused: %s", ",".join(r.value for r in reasons))
@@ -365,10 +457,6 @@ class Desk:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _times(interval: Interval) -> tuple[int, int]:
-    return timestamp(interval.start), timestamp(interval.end)
 
 
 def _precondition(reasons: Sequence[Reason]) -> str:
@@ -418,50 +506,3 @@ def _uid_taken(put: _Put, uid: str) -> bool:
     return bool(put.conn.execute(
         select(exists().where(o.calendar_id.in_(others), o.uid == uid))
     ).scalar())
-
-
-def _remove_assignment(conn: Connection, row: BookingRow) -> None:
-    if row.assignment_calendar_id is not None and row.assignment_href is not None:
-        store_objects.delete_object(conn, row.assignment_calendar_id, row.assignment_href)
-
-
-def _write_assignment(put: _Put, row: BookingRow, event: BookingEvent, make_object: MakeObject) -> BookingRow:
-    """Write (or rewrite) the visit in the staff member's ``assignments/``;
-    the row returned says where it is."""
-    staff = put.data.staff.get(row.staff_id) if row.staff_id is not None else None
-    if staff is None:
-        return row
-    keyring = codec.keyring_of(put.conn)
-    recipient = directory.get_person(put.conn, keyring, put.calendar.owner) if keyring else None
-    calendar_id, href = row.assignment_calendar_id, row.assignment_href
-    if calendar_id is None or href is None:
-        path = f"{staff.username}/{ASSIGNMENTS}"
-        instance = store_collections.get_instance(put.conn, path)
-        if instance is None:
-            provision_in(put.conn, staff.username)
-            instance = store_collections.get_instance(put.conn, path)
-        if instance is None:
-            raise RuntimeError(f"staff member {staff.id} has no assignments calendar")
-        calendar_id, href = instance.calendar_id, f"{uuid.uuid4()}.ics"
-    text = events.assignment_text(
-        booking_uid=event.uid,
-        assignment_uid=href.removesuffix(".ics"),
-        interval=event.interval,
-        service_name=event.service.name,
-        recipient_name=recipient.name if recipient is not None else put.calendar.owner,
-        address=recipient.address if recipient is not None else None,
-        phone=recipient.phone if recipient is not None else None,
-        notes=event.notes,
-        language=put.data.department.language,
-        stamp=put.now,
-    )
-    current = store_objects.get_object(put.conn, calendar_id, href)
-    if current is None or _without_stamp(current.text) != _without_stamp(text):
-        # Unchanged visits are left alone: the employee's calendar syncs
-        # only what changed.
-        store_objects.put_object(put.conn, calendar_id, href, make_object(text))
-    return replace(row, assignment_calendar_id=calendar_id, assignment_href=href)
-
-
-def _without_stamp(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.startswith("DTSTAMP"))

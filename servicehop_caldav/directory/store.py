@@ -184,6 +184,10 @@ def user_id_of(conn: Connection, username: str) -> int | None:
     return conn.execute(select(users.c.id).where(users.c.username == username)).scalar_one_or_none()
 
 
+def username_of(conn: Connection, user_id: int) -> str | None:
+    return conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one_or_none()
+
+
 def credentials_of(conn: Connection, username: str) -> tuple[str, bool] | None:
     """(password hash, disabled) of ``username``, or None if there is no such user."""
     row = conn.execute(select(users.c.password_hash, users.c.disabled)

@@ -10,8 +10,11 @@ from sqlalchemy import Connection, insert, select
 
 from servicehop_caldav.db.schema import audit_log, users
 
+# Decisions taken without a request: "reassign" (another employee, or a
+# flagged booking confirmed again), "flag", "confirm-waiting" (a waiting
+# request confirmed by a cancellation), "wait"/"expired" (its notice ran out).
 ACTIONS = ("book", "move", "change", "cancel", "reassign", "flag", "wait", "confirm-waiting")
-OUTCOMES = ("accepted", "refused", "cancelled", "kept", "flagged", "waiting")
+OUTCOMES = ("accepted", "refused", "cancelled", "kept", "flagged", "waiting", "expired")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,30 @@ def delete_booking(conn: Connection, booking_id: str) -> bool:
     return bool(conn.execute(delete(bookings).where(_b.id == booking_id)).rowcount)
 
 
+def find_bookings(
+    conn: Connection,
+    department_id: str,
+    statuses: tuple[str, ...],
+    *,
+    starts_from: int | None = None,
+    starts_before: int | None = None,
+    overlapping: tuple[int, int] | None = None,
+    by_request: bool = False,
+) -> list[BookingRow]:
+    """The department's bookings with one of ``statuses``, by start (or, with
+    ``by_request``, in the order they were asked for), optionally only those
+    starting in [starts_from, starts_before) or overlapping ``overlapping``."""
+    query = select(bookings).where(_b.department_id == department_id, _b.status.in_(statuses))
+    if starts_from is not None:
+        query = query.where(_b.start_ts >= starts_from)
+    if starts_before is not None:
+        query = query.where(_b.start_ts < starts_before)
+    if overlapping is not None:
+        query = query.where(_b.start_ts < overlapping[1], _b.end_ts > overlapping[0])
+    order = (_b.created, _b.id) if by_request else (_b.start_ts, _b.created, _b.id)
+    return [_row(r) for r in conn.execute(query.order_by(*order))]
+
+
 def booking_for_event(conn: Connection, calendar_id: int, href: str) -> BookingRow | None:
     """The booking whose recipient event is ``href`` in calendar ``calendar_id``."""
     row = conn.execute(
@@ -110,8 +134,8 @@ def confirmed_spans(
     conn: Connection,
     department_id: str,
     spans: list[tuple[int, int]],
-    recipient_id: int,
-    own_span: tuple[int, int],
+    recipient_id: int | None = None,
+    own_span: tuple[int, int] | None = None,
 ) -> list[Span]:
     """Confirmed, staffed bookings of the department overlapping any of
     ``spans``, and those of ``recipient_id`` overlapping ``own_span``; each
@@ -121,13 +145,25 @@ def confirmed_spans(
     staffed = (_b.department_id == department_id, _b.status == "confirmed", _b.staff_id.is_not(None))
     found: dict[str, Span] = {}
     queries = [select(*columns).where(*staffed, _b.start_ts < end, _b.end_ts > start) for start, end in spans]
-    queries.append(select(*columns).where(
-        *staffed, _b.recipient_id == recipient_id, _b.start_ts < own_span[1], _b.end_ts > own_span[0]
-    ))
+    if recipient_id is not None and own_span is not None:
+        queries.append(select(*columns).where(
+            *staffed, _b.recipient_id == recipient_id, _b.start_ts < own_span[1], _b.end_ts > own_span[0]
+        ))
     for query in queries:
         for row in conn.execute(query):
             found.setdefault(row[0], Span(*row))
     return sorted(found.values(), key=lambda s: (s.start_ts, s.id))
+
+
+def own_spans(conn: Connection, department_id: str, recipient_id: int) -> list[tuple[int, int]]:
+    """(start_ts, end_ts) of the recipient's confirmed bookings in the
+    department, by start: what their availability view leaves out."""
+    rows = conn.execute(
+        select(_b.start_ts, _b.end_ts)
+        .where(_b.department_id == department_id, _b.recipient_id == recipient_id, _b.status == "confirmed")
+        .order_by(_b.start_ts)
+    )
+    return [(int(a), int(b)) for a, b in rows]
 
 
 def moved(booking: BookingRow, start_ts: int, end_ts: int, staff_id: int | None) -> BookingRow:

@@ -50,15 +50,19 @@ def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
     return [_instance(row) for row in rows]
 
 
-def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> Instance:
-    """Create a new calendar and mount it at ``path``, creating missing parents."""
-    check_key("path", path)
-    calendar_id = conn.execute(
+def create_calendar(conn: Connection) -> int:
+    """A new, empty calendar mounted nowhere yet; its id."""
+    return int(conn.execute(
         insert(calendars)
         .values(sync_salt=secrets.token_hex(8), revision=0, modified=time.time())
         .returning(calendars.c.id)
-    ).scalar_one()
-    return mount_instance(conn, path, calendar_id, props)
+    ).scalar_one())
+
+
+def create_instance(conn: Connection, path: str, props: Mapping[str, str]) -> Instance:
+    """Create a new calendar and mount it at ``path``, creating missing parents."""
+    check_key("path", path)
+    return mount_instance(conn, path, create_calendar(conn), props)
 
 
 def mount_instance(

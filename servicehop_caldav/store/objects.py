@@ -76,6 +76,17 @@ def all_hrefs(conn: Connection, calendar_id: int) -> list[str]:
     )
 
 
+def spans_in_range(conn: Connection, calendar_id: int, start: int, end: int) -> list[tuple[str, int, int]]:
+    """(href, first, last) of the objects whose time range overlaps [start, end),
+    without reading their data: enough to compare computed views by href."""
+    rows = conn.execute(
+        select(_o.href, _o.first_occurrence, _o.last_occurrence).where(
+            _o.calendar_id == calendar_id, _o.first_occurrence < end, _o.last_occurrence > start
+        ).order_by(_o.href)
+    )
+    return [(href, int(first), int(last)) for href, first, last in rows]
+
+
 def objects_in_range(
     conn: Connection, calendar_id: int, component: str | None, start: int, end: int
 ) -> Iterator[StoredObject]:

@@ -16,6 +16,7 @@ from servicehop_caldav.db.schema import (
     calendar_instances,
     calendar_objects,
     calendars,
+    department_views,
 )
 from servicehop_caldav.store import codec
 
@@ -43,6 +44,12 @@ def verify_database(db: Database, max_vevent_rrule_occurrence: int = 0) -> bool:
                 tags[row.calendar_id] = props.get("tag", "")
             except ValueError as e:
                 problem("bad properties of calendar %d: %s", row.calendar_id, e)
+        # The departments' computed calendars hold events before anyone
+        # mounts them (no recipient or admin yet): calendars all the same.
+        for row in conn.execute(select(department_views)):
+            for calendar_id in (row.availability_calendar_id, row.overview_calendar_id):
+                if calendar_id is not None:
+                    tags.setdefault(calendar_id, "VCALENDAR")
         for path, row in paths.items():
             if row.parent_path and row.parent_path not in paths:
                 problem("collection %r has no parent collection", path)
