@@ -16,7 +16,10 @@ from datetime import UTC, date, datetime, timedelta
 import icalendar
 import pytest
 import requests
+from sqlalchemy import func, select
 
+from servicehop_caldav.db.schema import calendar_objects
+from servicehop_caldav.store.verify import verify_database
 from tests.helpers.booking_world import (
     OSLO,
     BookingWorld,
@@ -489,3 +492,13 @@ def test_an_excluded_day_flags_its_bookings_and_leaves_the_others(world: Booking
     assert "STATUS:TENTATIVE" in world.get(alice, on_second.path).text
     assert sorted(r["status"] for r in world.bookings(dept)) == ["confirmed", "flagged"]
     assert availability(world, dept.recipient(), dept, first + timedelta(days=1)) == []
+
+
+def test_every_object_the_server_wrote_verifies(world: BookingWorld) -> None:
+    """Last in the module: after all of the above, every stored object's
+    etag, UID and time-range index match its data (the server computes them
+    without parsing the texts it writes itself)."""
+    with world.db.transaction("r") as conn:
+        written = conn.execute(select(func.count()).select_from(calendar_objects)).scalar_one()
+    assert written > 100
+    assert verify_database(world.db)

@@ -47,6 +47,7 @@ from servicehop_caldav.db.migrate import ensure_schema
 from servicehop_caldav.desk import views as desk_views
 from servicehop_caldav.desk.desk import BookingsCalendar, Desk, bookings_calendar, opening_calendar
 from servicehop_caldav.desk.settings import SettingsFile
+from servicehop_caldav.desk.views import MakeObject
 from servicehop_caldav.keyfile import load_keys
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 from servicehop_caldav.store import collections as store_collections
@@ -105,10 +106,21 @@ def _http_date(timestamp: float) -> str:
     return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(timestamp))
 
 
-def object_of_text(collection_path: str) -> Callable[[str], NewObject]:
-    """Row values of an iCalendar text the server writes into ``collection_path``."""
+def object_of_text(collection_path: str) -> MakeObject:
+    """Row values of an iCalendar text the server writes into ``collection_path``.
 
-    def make(text: str) -> NewObject:
+    With ``like`` (an object with the same UID, component and time range as
+    the text: the desk's rewrites keep them), only the etag is computed; a
+    booking PUT writes three such texts, and parsing each again cost more
+    than the rest of the write."""
+
+    def make(text: str, like: NewObject | None = None) -> NewObject:
+        if like is not None:
+            return NewObject(
+                uid=like.uid, etag=radicale_item.get_etag(text), name=like.name,
+                component=like.component, first_occurrence=like.first_occurrence,
+                last_occurrence=like.last_occurrence, text=text,
+            )
         return new_object(radicale_item.Item(collection_path=collection_path, text=text))
 
     return make

@@ -9,6 +9,7 @@ match ATTENDEEs); recipients stay ids.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -78,14 +79,25 @@ def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end
     ]
     if not texts:
         return []
-    return expand_windows(
+    staff = tuple(sorted((p.email, p.username) for p in data.staff.values()))
+    return list(_expanded(tuple(texts), data.department.timezone, start, end, staff))
+
+
+@functools.lru_cache(maxsize=512)
+def _expanded(
+    texts: tuple[str, ...], timezone: str, start: datetime, end: datetime, staff: tuple[tuple[str, str], ...]
+) -> tuple[Window, ...]:
+    """Expansion is a pure function of these: a booking decision and the
+    availability of its day ask for the same day's windows, and so do the
+    next requests until the opening calendar or the staff change."""
+    return tuple(expand_windows(
         texts,
-        timezone=data.timezone,
+        timezone=ZoneInfo(timezone),
         start=start,
         end=end,
-        staff_by_email={p.email: p.username for p in data.staff.values()},
-        all_staff=frozenset(p.username for p in data.staff.values()),
-    )
+        staff_by_email=dict(staff),
+        all_staff=frozenset(username for _email, username in staff),
+    ))
 
 
 def as_booking(data: DepartmentData, row: Span) -> Booking:

@@ -425,11 +425,11 @@ class Desk:
                 put.old.text, language=language, reasons=sentences, alternatives=alternatives,
                 timezone=data.timezone, notes=keep_notes,
             )
-        else:
-            text = events.refused_text(
-                put.sent.text, language=language, reasons=sentences, alternatives=alternatives,
-                timezone=data.timezone,
-            )
+            return _store(put, text, make_object, like=put.old)
+        text = events.refused_text(
+            put.sent.text, language=language, reasons=sentences, alternatives=alternatives,
+            timezone=data.timezone,
+        )
         return _store(put, text, make_object)
 
     def _values(self, put: _Put) -> dict[str, object]:
@@ -465,7 +465,7 @@ def _precondition(reasons: Sequence[Reason]) -> str:
     return f"{{{NAMESPACE}}}{reasons[0].value}"
 
 
-def _store(put: _Put, text: str, make_object: MakeObject) -> Outcome:
+def _store(put: _Put, text: str, make_object: MakeObject, like: NewObject | None = None) -> Outcome:
     """Store ``text`` at the href, or what the client sent when ``text``
     says the same (then the client's copy is current: it may keep its ETag).
     ``text`` is as :func:`events.normalised` writes it."""
@@ -473,7 +473,10 @@ def _store(put: _Put, text: str, make_object: MakeObject) -> Outcome:
         return _store_sent(put)
     if put.old is not None and put.old_normalised == text:
         return Outcome(put.old, rewritten=True)
-    stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text))
+    # The text restates the sent event (or ``like``, the stored one): the
+    # same UID and times, nothing to parse again.
+    shape = like or put.sent
+    stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text, shape))
     return Outcome(stored, rewritten=True)
 
 

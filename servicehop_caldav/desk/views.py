@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from hashlib import sha256
+from typing import Protocol
 
 from sqlalchemy import Connection
 
@@ -40,8 +41,19 @@ from servicehop_caldav.store.bookings import BookingRow
 from servicehop_caldav.store.records import NewObject
 from servicehop_caldav.store.views import Views
 
-MakeObject = Callable[[str], NewObject]
-"""Row values of an iCalendar text the server writes (the storage adapter computes them)."""
+
+class MakeObject(Protocol):
+    """Row values of an iCalendar text the server writes (the storage adapter
+    computes them). ``like``: an object whose UID, component and time range
+    the text has too (a rewritten event, or one the server built with known
+    times), so the text need not be parsed again to learn them."""
+
+    def __call__(self, text: str, like: NewObject | None = None) -> NewObject: ...
+
+
+def shaped(uid: str, start: datetime, end: datetime) -> NewObject:
+    """What a one-VEVENT text with these UID and times says about itself."""
+    return NewObject(uid, "", "VCALENDAR", "VEVENT", timestamp(start), timestamp(end), "")
 
 FREE = "free-"
 BUSY = "busy-"
@@ -178,7 +190,8 @@ class ViewKeeper:
                     uid=href.removesuffix(".ics"), start=segment.start, end=segment.end,
                     free=segment.free, language=data.department.language,
                 )
-                store_objects.put_object(conn, calendar_id, href, self.make_object(text))
+                like = shaped(href.removesuffix(".ics"), segment.start, segment.end)
+                store_objects.put_object(conn, calendar_id, href, self.make_object(text, like))
                 changes += 1
         return changes
 
@@ -208,7 +221,8 @@ class ViewKeeper:
         )
         current = store_objects.get_object(self.conn, calendar_id, href)
         if current is None or _without_stamp(current.text) != _without_stamp(text):
-            store_objects.put_object(self.conn, calendar_id, href, self.make_object(text))
+            like = shaped(f"overview-{row.id}", row.start, row.end)
+            store_objects.put_object(self.conn, calendar_id, href, self.make_object(text, like))
 
     def remove_overview(self, row: BookingRow) -> None:
         store_objects.delete_object(self.conn, self.views.overview_calendar_id, f"{row.id}.ics")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from sqlalchemy import Connection
 
@@ -27,7 +27,7 @@ from servicehop_caldav.desk.department import (
     opening_windows,
     timestamp,
 )
-from servicehop_caldav.desk.views import MakeObject, ViewKeeper
+from servicehop_caldav.desk.views import MakeObject, ViewKeeper, shaped
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.directory.store import Person
 from servicehop_caldav.provisioning import provision_in
@@ -84,23 +84,41 @@ def decide_for(
     max_alternatives: int = 3,
 ) -> Decision:
     """The rules' decision on ``interval`` for the recipient, with what they
-    need read from the database: the windows and bookings around the
-    horizon (and around ``interval`` if it lies elsewhere), the recipient's
-    own visits 30 days back and in the request's ISO week."""
+    need read from the database.
+
+    First with only what an acceptance depends on: the windows around the
+    interval, the department's bookings of its local day (who is busy then,
+    each employee's load that day) and the recipient's own visits (overlap,
+    entitlement, continuity). Accepted, that is the decision: the rules read
+    nothing else to accept and choose. Refused, it is decided again with the
+    whole horizon, which the nearby free times need."""
     rules = rules or data.rules
+    request = Request(str(recipient_id), interval, "", replaces)
     reach = rules.max_duration + rules.travel_buffer + timedelta(days=1)
     horizon_end = now + data.rules.horizon + reach
+    own = (min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8)),
+           max(horizon_end, interval.end + reach))
+    day_start = datetime.combine(interval.start.astimezone(data.timezone).date(), time(0), data.timezone)
+    near = (min(day_start, interval.start - rules.travel_buffer) - timedelta(seconds=1),
+            max(day_start + timedelta(days=1), interval.end + rules.travel_buffer) + timedelta(seconds=1))
+    day_end = day_start + timedelta(days=1)
+    quick = decide(
+        request, now=now, rules=rules,
+        # The whole local day: the same windows the day's availability reads.
+        windows=opening_windows(conn, data, min(day_start, interval.start), max(day_end, interval.end)),
+        bookings=bookings_for_decision(conn, data, [near], recipient_id, own),
+        weekly_minutes=weekly, max_alternatives=0,
+    )
+    if quick.accepted or max_alternatives <= 0:
+        return quick
     spans = [(now - timedelta(days=1), horizon_end)]
     if not (interval.start < horizon_end and interval.end > now - timedelta(days=1)):
         spans.append((interval.start - reach, interval.end + reach))
-    windows = [w for start, end in spans for w in opening_windows(conn, data, start, end)]
-    own = (min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8)),
-           max(horizon_end, interval.end + reach))
     return decide(
-        Request(str(recipient_id), interval, "", replaces),
+        request,
         now=now,
         rules=rules,
-        windows=windows,
+        windows=[w for start, end in spans for w in opening_windows(conn, data, start, end)],
         bookings=bookings_for_decision(conn, data, spans, recipient_id, own),
         weekly_minutes=weekly,
         max_alternatives=max_alternatives,
@@ -168,7 +186,8 @@ def write_assignment(
     if current is None or events.without_stamp(current.text) != events.without_stamp(text):
         # Unchanged visits are left alone: the employee's calendar syncs
         # only what changed.
-        store_objects.put_object(conn, calendar_id, href, make_object(text))
+        like = shaped(href.removesuffix(".ics"), event.interval.start, event.interval.end)
+        store_objects.put_object(conn, calendar_id, href, make_object(text, like))
     return replace(row, assignment_calendar_id=calendar_id, assignment_href=href)
 
 
@@ -198,7 +217,8 @@ def rewrite_event(conn: Connection, row: BookingRow, text: str, make_object: Mak
     their request): their client fetches it at the next sync."""
     current = store_objects.get_object(conn, row.booking_calendar_id, row.booking_href)
     if current is None or events.normalised(current.text) != text:
-        store_objects.put_object(conn, row.booking_calendar_id, row.booking_href, make_object(text))
+        # ``text`` restates the stored event: same UID and times.
+        store_objects.put_object(conn, row.booking_calendar_id, row.booking_href, make_object(text, current))
 
 
 
