@@ -494,6 +494,21 @@ def test_an_excluded_day_flags_its_bookings_and_leaves_the_others(world: Booking
     assert availability(world, dept.recipient(), dept, first + timedelta(days=1)) == []
 
 
+def test_an_opening_change_beyond_the_horizon_changes_no_view(world: BookingWorld) -> None:
+    dept, day, _ = single_window(world, staff=1)
+    alice = dept.recipient()
+    assert world.book(alice, dept, local(day, 11), local(day, 12)).confirmed
+    path = f"/{alice}/availability-{dept.id}/"
+    token, _ = sync(world, alice, path)
+    far = days_ahead(200)
+    dept.open(local(far, 8), local(far, 9), rrule=None)
+    assert sync(world, alice, path, token) == (token, {})
+    # One inside the horizon does.
+    dept.open(local(day, 15), local(day, 16), rrule=None)
+    new_token, changed = sync(world, alice, path, token)
+    assert new_token != token and list(changed.values()) == [200]
+
+
 def test_every_object_the_server_wrote_verifies(world: BookingWorld) -> None:
     """Last in the module: after all of the above, every stored object's
     etag, UID and time-range index match its data (the server computes them

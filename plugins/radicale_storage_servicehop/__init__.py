@@ -336,7 +336,7 @@ class Collection(storage.BaseCollection):
             old = store_objects.get_object(conn, self._calendar_id, href)
             if bookings is None:
                 stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
-                self._opening_changed(conn)
+                self._opening_changed(conn, old, stored)
             else:
                 outcome = self._storage.desk.put(
                     conn, bookings, href, new_object(item), object_of_text(self._path)
@@ -363,19 +363,27 @@ class Collection(storage.BaseCollection):
             bookings = self._bookings
             if bookings is not None:
                 self._storage.desk.delete(conn, bookings, href)
+            department_id = self._opening_department(conn)
+            old = store_objects.get_object(conn, self._calendar_id, href) if department_id else None
             if not store_objects.delete_object(conn, self._calendar_id, href):
                 raise storage.ComponentNotFoundError(href)
-            self._opening_changed(conn)
+            self._opening_changed(conn, old)
         self._state = None
 
-    def _opening_changed(self, conn: Connection) -> None:
-        """After a write into a department's opening calendar: the desk
-        computes the views again and decides the bookings it affects."""
+    def _opening_department(self, conn: Connection) -> str | None:
+        """The department whose opening calendar this is, if it is one."""
         if self._instance is None:
-            return
-        department_id = opening_calendar(conn, self._path, self._instance.calendar_id)
+            return None
+        return opening_calendar(conn, self._path, self._instance.calendar_id)
+
+    def _opening_changed(self, conn: Connection, *objects: NewObject | None) -> None:
+        """After a write into a department's opening calendar: the desk
+        computes again the availability of the time ``objects`` (the event
+        before and after) cover and decides the bookings there again."""
+        department_id = self._opening_department(conn)
         if department_id is not None:
-            self._storage.desk.opening_changed(conn, department_id)
+            spans = [(o.first_occurrence, o.last_occurrence) for o in objects if o is not None]
+            self._storage.desk.opening_changed(conn, department_id, spans)
 
 
 class _LazyHrefs:
@@ -484,10 +492,13 @@ class Storage(storage.BaseStorage):
         sane_path = pathutils.strip_path(path)
         with self.reading() as conn:
             if sane_path:
-                instance = store_collections.get_instance(conn, sane_path)
+                # The path and its parent in one query: a GET of an item
+                # needs both (the path is not a collection).
+                parent_path, href = posixpath.split(sane_path)
+                found = store_collections.get_path_and_parent(conn, sane_path, parent_path)
+                instance = found.get(sane_path)
                 if instance is None:
-                    parent_path, href = posixpath.split(sane_path)
-                    parent = store_collections.get_instance(conn, parent_path) if parent_path else None
+                    parent = found.get(parent_path) if parent_path else None
                     if parent is None:
                         return
                     obj = store_objects.get_object(conn, parent.calendar_id, href)
@@ -574,9 +585,10 @@ class Storage(storage.BaseStorage):
             store_objects.put_object(conn, to_collection._calendar_id, to_href, new_object(item))
             if source_bookings is not None:
                 self.desk.rename(conn, source_bookings, item.href, to_href)
-            source._opening_changed(conn)
+            moved = new_object(item)
+            source._opening_changed(conn, moved)
             if to_collection._calendar_id != source._calendar_id:
-                to_collection._opening_changed(conn)
+                to_collection._opening_changed(conn, moved)
         source._state = to_collection._state = None
 
     def verify(self) -> bool:

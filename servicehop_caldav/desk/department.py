@@ -9,7 +9,9 @@ match ATTENDEEs); recipients stay ids.
 
 from __future__ import annotations
 
-import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -65,39 +67,76 @@ def load_department(
     return DepartmentData(department, settings, {p.id: p for p in staff})
 
 
+_BLOCK = 8 * 86400
+"""Opening objects are expanded in blocks of this many seconds, aligned on
+the epoch, so that requests for different spans share the expansions."""
+
+
 def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end: datetime) -> list[Window]:
-    """The department's opening windows overlapping [start, end)."""
+    """The department's opening windows overlapping [start, end).
+
+    Each opening object's windows are kept per (etag, block, zone, staff):
+    decisions and availability days ask for overlapping spans again and
+    again, and an edit of one opening object leaves the others' expansions
+    valid. Only objects with a block not yet expanded are read and decrypted."""
     calendar_id = data.department.opening_calendar_id
     if calendar_id is None:
         return []
     first, last = start - _MARGIN, end + _MARGIN
-    texts = [
-        obj.text
-        for obj in store_objects.objects_in_range(
-            conn, calendar_id, "VEVENT", int(first.timestamp()), int(last.timestamp())
-        )
-    ]
-    if not texts:
+    found = store_objects.etags_in_range(
+        conn, calendar_id, "VEVENT", int(first.timestamp()), int(last.timestamp())
+    )
+    if not found:
         return []
     staff = tuple(sorted((p.email, p.username) for p in data.staff.values()))
-    return list(_expanded(tuple(texts), data.department.timezone, start, end, staff))
+    zone = data.department.timezone
+    blocks = range(int(start.timestamp()) // _BLOCK, (int(end.timestamp()) - 1) // _BLOCK + 1)
+    wanted = {(href, block): (etag, block, zone, staff) for href, etag in found for block in blocks}
+    expansions = {part: _EXPANDED.get(key) for part, key in wanted.items()}
+    missing = sorted({href for (href, _block), windows in expansions.items() if windows is None})
+    if missing:
+        objects = store_objects.get_objects(conn, calendar_id, missing)
+        texts = {href: obj.text for href, obj in objects.items()}
+        for (href, block), part in list(expansions.items()):
+            if part is None and href in texts:
+                expansions[(href, block)] = _EXPANDED.put(wanted[(href, block)], tuple(expand_windows(
+                    [texts[href]],
+                    timezone=data.timezone,
+                    start=datetime.fromtimestamp(block * _BLOCK, UTC),
+                    end=datetime.fromtimestamp((block + 1) * _BLOCK, UTC),
+                    staff_by_email=dict(staff),
+                    all_staff=frozenset(username for _email, username in staff),
+                )))
+    span = Interval(start, end)
+    windows = {w for part in expansions.values() if part for w in part if w.interval.overlaps(span)}
+    return sorted(windows, key=lambda w: (w.interval.start, w.interval.end, sorted(w.staff)))
 
 
-@functools.lru_cache(maxsize=512)
-def _expanded(
-    texts: tuple[str, ...], timezone: str, start: datetime, end: datetime, staff: tuple[tuple[str, str], ...]
-) -> tuple[Window, ...]:
-    """Expansion is a pure function of these: a booking decision and the
-    availability of its day ask for the same day's windows, and so do the
-    next requests until the opening calendar or the staff change."""
-    return tuple(expand_windows(
-        texts,
-        timezone=ZoneInfo(timezone),
-        start=start,
-        end=end,
-        staff_by_email=dict(staff),
-        all_staff=frozenset(username for _email, username in staff),
-    ))
+class _Expansions:
+    """A small thread-safe LRU of opening objects' windows (see opening_windows)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, tuple[Window, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[Window, ...] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, windows: tuple[Window, ...]) -> tuple[Window, ...]:
+        with self._lock:
+            self._items[key] = windows
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return windows
+
+
+_EXPANDED = _Expansions(8192)
 
 
 def as_booking(data: DepartmentData, row: Span) -> Booking:

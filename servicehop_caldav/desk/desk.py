@@ -194,15 +194,22 @@ class Desk:
         own = store_bookings.own_spans(conn, department_id, owner_id) if owner_id is not None else []
         return hidden_for(own)
 
-    def opening_changed(self, conn: Connection, department_id: str) -> None:
-        """The department's opening times changed: decide its bookings again
-        and compute its availability again, in the admin's transaction."""
+    def opening_changed(self, conn: Connection, department_id: str, spans: Sequence[tuple[int, int]]) -> None:
+        """The department's opening times changed over ``spans`` (POSIX
+        seconds: the changed event's occurrences, before and after): decide
+        the bookings there again and compute the availability of those days
+        again, in the admin's transaction. A change wholly outside the
+        horizon costs one look."""
         data = self._load(conn, department_id)
         if data is None:
             return
         keeper = ViewKeeper(conn, data, self._now(), self._make_object)
-        redecide.redecide(keeper)
-        keeper.refresh_all()
+        keeper.roll()
+        # Stored occurrence ranges read floating times as UTC: a day's margin.
+        margin = 86400
+        affected = [(a - margin, b + margin) for a, b in spans]
+        redecide.redecide(keeper, affected)
+        keeper.refresh(keeper.days_within(affected))
 
     def upkeep(self, conn: Connection) -> int:
         """The periodic pass over every department: the availability follows

@@ -42,19 +42,28 @@ logger = logging.getLogger(__name__)
 _LOOK_BACK = timedelta(days=31)  # continuity of care counts 30 days back
 
 
-def _coming(keeper: ViewKeeper, statuses: tuple[str, ...]) -> list[BookingRow]:
-    """The department's bookings with ``statuses`` that have not started,
-    by start, then in the order they were asked for."""
-    return store_bookings.find_bookings(
-        keeper.conn, keeper.data.department.id, statuses, starts_from=timestamp(keeper.now)
+def _coming(
+    keeper: ViewKeeper, statuses: tuple[str, ...], within: Sequence[tuple[int, int]] | None = None
+) -> list[BookingRow]:
+    """The department's bookings with ``statuses`` that have not started
+    (and overlap one of ``within``), by start, then in the order asked for."""
+    if within is not None and not within:
+        return []
+    rows = store_bookings.find_bookings(
+        keeper.conn, keeper.data.department.id, statuses, starts_from=timestamp(keeper.now),
+        overlapping=(min(a for a, _ in within), max(b for _, b in within)) if within else None,
     )
+    if within is None:
+        return rows
+    return [r for r in rows if any(r.start_ts < b and a < r.end_ts for a, b in within)]
 
 
-def redecide(keeper: ViewKeeper) -> int:
+def redecide(keeper: ViewKeeper, within: Sequence[tuple[int, int]] | None = None) -> int:
     """Decide again the coming bookings that are no longer valid and the
-    flagged ones; returns how many changed."""
+    flagged ones (only those overlapping ``within``, POSIX-second spans, if
+    given); returns how many changed."""
     data, conn, now = keeper.data, keeper.conn, keeper.now
-    rows = _coming(keeper, ("confirmed", "flagged"))
+    rows = _coming(keeper, ("confirmed", "flagged"), within)
     if not rows:
         return 0
     end = max(r.end for r in rows) + data.rules.max_duration + timedelta(days=1)

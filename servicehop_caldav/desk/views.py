@@ -195,6 +195,18 @@ class ViewKeeper:
                 changes += 1
         return changes
 
+    def days_within(self, spans: Iterable[tuple[int, int]]) -> set[date]:
+        """The covered local days that overlap any of ``spans`` (POSIX seconds)."""
+        views = self.views
+        if views.covered_from is None or views.covered_to is None:
+            return set()
+        found: set[date] = set()
+        for day in _days(views.covered_from, views.covered_to):
+            start, end = _day_span(day, self.data)
+            if any(a < timestamp(end) and timestamp(start) < b for a, b in spans):
+                found.add(day)
+        return found
+
     def booking_moved(self, before: Interval | None, after: Interval | None) -> None:
         """A booking appeared, moved or went: its days are computed again."""
         days: set[date] = set()

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from servicehop_caldav.crypto import Keyring
@@ -188,10 +188,14 @@ def username_of(conn: Connection, user_id: int) -> str | None:
     return conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one_or_none()
 
 
+_CREDENTIALS = select(users.c.password_hash, users.c.disabled).where(
+    users.c.username == bindparam("username")
+)  # built once: every request reads it
+
+
 def credentials_of(conn: Connection, username: str) -> tuple[str, bool] | None:
     """(password hash, disabled) of ``username``, or None if there is no such user."""
-    row = conn.execute(select(users.c.password_hash, users.c.disabled)
-                       .where(users.c.username == username)).first()
+    row = conn.execute(_CREDENTIALS, {"username": username}).first()
     return (row.password_hash, bool(row.disabled)) if row is not None else None
 
 

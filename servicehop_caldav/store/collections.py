@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
 
 from servicehop_caldav.db.schema import calendar_instances, calendars, check_key
 from servicehop_caldav.store.records import CalendarState, Instance
@@ -40,9 +40,19 @@ def _instance(row: Row[Any]) -> Instance:
     return Instance(row.id, row.path, row.props, row.modified, state)
 
 
+_BY_PATH = _INSTANCES.where(_i.path == bindparam("path"))  # built once (see store.objects)
+_PATH_AND_PARENT = _INSTANCES.where(or_(_i.path == bindparam("path"), _i.path == bindparam("parent")))
+
+
 def get_instance(conn: Connection, path: str) -> Instance | None:
-    row = conn.execute(_INSTANCES.where(_i.path == path)).first()
+    row = conn.execute(_BY_PATH, {"path": path}).first()
     return _instance(row) if row is not None else None
+
+
+def get_path_and_parent(conn: Connection, path: str, parent: str) -> dict[str, Instance]:
+    """The instances at ``path`` and ``parent`` (those that exist), in one query."""
+    rows = conn.execute(_PATH_AND_PARENT, {"path": path, "parent": parent})
+    return {row.path: _instance(row) for row in rows}
 
 
 def child_instances(conn: Connection, parent_path: str) -> list[Instance]:

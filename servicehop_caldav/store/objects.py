@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Connection, Select, delete, exists, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, exists, insert, select, update
 
 from servicehop_caldav.db.schema import (
     OP_ADDED,
@@ -35,8 +35,8 @@ _COLUMNS = (
 _IN_CHUNK = 500
 
 
-def _rows(conn: Connection, query: Select) -> Iterator[StoredObject]:
-    for row in conn.execute(query):
+def _rows(conn: Connection, query: Select, params: dict[str, object] | None = None) -> Iterator[StoredObject]:
+    for row in conn.execute(query, params or {}):
         yield StoredObject(
             href=row.href,
             uid=row.uid,
@@ -50,9 +50,13 @@ def _rows(conn: Connection, query: Select) -> Iterator[StoredObject]:
         )
 
 
+# Built once: SQLAlchemy memoizes a statement's cache key on the statement,
+# so the lookups every request makes skip building and keying it again.
+_BY_HREF = select(*_COLUMNS).where(_o.calendar_id == bindparam("calendar_id"), _o.href == bindparam("href"))
+
+
 def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
-    query = select(*_COLUMNS).where(_o.calendar_id == calendar_id, _o.href == href)
-    return next(_rows(conn, query), None)
+    return next(_rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None)
 
 
 def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
@@ -74,6 +78,20 @@ def all_hrefs(conn: Connection, calendar_id: int) -> list[str]:
     return list(
         conn.execute(select(_o.href).where(_o.calendar_id == calendar_id).order_by(_o.href)).scalars()
     )
+
+
+def etags_in_range(
+    conn: Connection, calendar_id: int, component: str | None, start: int, end: int
+) -> list[tuple[str, str]]:
+    """(href, etag) of the objects whose time range overlaps [start, end),
+    without reading their data: enough to tell whether a kept result of
+    reading them is still current."""
+    query = select(_o.href, _o.etag).where(
+        _o.calendar_id == calendar_id, _o.first_occurrence < end, _o.last_occurrence > start
+    )
+    if component is not None:
+        query = query.where(_o.component == component)
+    return [(href, etag) for href, etag in conn.execute(query.order_by(_o.href))]
 
 
 def spans_in_range(conn: Connection, calendar_id: int, start: int, end: int) -> list[tuple[str, int, int]]:
