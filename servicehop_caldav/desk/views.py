@@ -151,8 +151,8 @@ class ViewKeeper:
         return changes + self.refresh(set(_days(first, last)) - covered)
 
     def refresh_all(self) -> int:
-        """Every covered day computed again (after an opening change, and in
-        the upkeep: what a directory change did to capacity shows)."""
+        """Every covered day computed again (the upkeep: what a directory
+        change did to capacity shows)."""
         first, last = self.wanted_range()
         return self.roll() + self.refresh(_days(first, last))
 
