@@ -30,7 +30,7 @@ from servicehop_caldav.store.bookings import Span
 
 # Opening objects are found by their stored occurrence range, which Radicale
 # computes reading floating times as UTC; this margin covers every offset.
-_MARGIN = timedelta(days=1)
+OCCURRENCE_MARGIN = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end
     calendar_id = data.department.opening_calendar_id
     if calendar_id is None:
         return []
-    first, last = start - _MARGIN, end + _MARGIN
+    first, last = start - OCCURRENCE_MARGIN, end + OCCURRENCE_MARGIN
     found = store_objects.etags_in_range(
         conn, calendar_id, "VEVENT", int(first.timestamp()), int(last.timestamp())
     )

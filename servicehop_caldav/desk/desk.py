@@ -55,6 +55,7 @@ from servicehop_caldav.db.schema import bookings as bookings_table
 from servicehop_caldav.db.schema import calendar_objects
 from servicehop_caldav.desk import redecide, visits
 from servicehop_caldav.desk.department import (
+    OCCURRENCE_MARGIN,
     DepartmentData,
     load_department,
     timestamp,
@@ -205,8 +206,7 @@ class Desk:
             return
         keeper = ViewKeeper(conn, data, self._now(), self._make_object)
         keeper.roll()
-        # Stored occurrence ranges read floating times as UTC: a day's margin.
-        margin = 86400
+        margin = int(OCCURRENCE_MARGIN.total_seconds())
         affected = [(a - margin, b + margin) for a, b in spans]
         redecide.redecide(keeper, affected)
         keeper.refresh(keeper.days_within(affected))

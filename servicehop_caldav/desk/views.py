@@ -231,14 +231,16 @@ class ViewKeeper:
             status=row.status, notes=event.notes, language=self.data.department.language,
             stamp=self.now.astimezone(UTC),
         )
-        current = store_objects.get_object(self.conn, calendar_id, href)
-        if current is None or _without_stamp(current.text) != _without_stamp(text):
-            like = shaped(f"overview-{row.id}", row.start, row.end)
-            store_objects.put_object(self.conn, calendar_id, href, self.make_object(text, like))
+        like = shaped(f"overview-{row.id}", row.start, row.end)
+        put_if_changed(self.conn, calendar_id, href, text, self.make_object(text, like))
 
     def remove_overview(self, row: BookingRow) -> None:
         store_objects.delete_object(self.conn, self.views.overview_calendar_id, f"{row.id}.ics")
 
 
-def _without_stamp(text: str) -> str:
-    return "\n".join(line for line in text.splitlines() if not line.startswith("DTSTAMP"))
+def put_if_changed(conn: Connection, calendar_id: int, href: str, text: str, obj: NewObject) -> None:
+    """Write a server-built event (``obj``, made of ``text``) unless the one
+    stored says the same but for DTSTAMP: its readers sync only what changed."""
+    current = store_objects.get_object(conn, calendar_id, href)
+    if current is None or events.without_stamp(current.text) != events.without_stamp(text):
+        store_objects.put_object(conn, calendar_id, href, obj)

@@ -27,7 +27,7 @@ from servicehop_caldav.desk.department import (
     opening_windows,
     timestamp,
 )
-from servicehop_caldav.desk.views import MakeObject, ViewKeeper, shaped
+from servicehop_caldav.desk.views import MakeObject, ViewKeeper, put_if_changed, shaped
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.directory.store import Person
 from servicehop_caldav.provisioning import provision_in
@@ -182,12 +182,8 @@ def write_assignment(
         language=data.department.language,
         stamp=now,
     )
-    current = store_objects.get_object(conn, calendar_id, href)
-    if current is None or events.without_stamp(current.text) != events.without_stamp(text):
-        # Unchanged visits are left alone: the employee's calendar syncs
-        # only what changed.
-        like = shaped(href.removesuffix(".ics"), event.interval.start, event.interval.end)
-        store_objects.put_object(conn, calendar_id, href, make_object(text, like))
+    like = shaped(href.removesuffix(".ics"), event.interval.start, event.interval.end)
+    put_if_changed(conn, calendar_id, href, text, make_object(text, like))
     return replace(row, assignment_calendar_id=calendar_id, assignment_href=href)
 
 
