@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from servicehop_caldav import cli_audit, cli_directory, cli_keys
+from servicehop_caldav import cli_audit, cli_demo, cli_directory, cli_dump, cli_keys, logs
 from servicehop_caldav.booking.config import ConfigError
 from servicehop_caldav.db.engine import DatabaseError
 from servicehop_caldav.directory.store import DirectoryError
@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     cli_directory.register(commands, _add_home)
     cli_keys.register(commands, _add_home)
     cli_audit.register(commands, _add_home)
+    cli_demo.register(commands, _add_home)
+    cli_dump.register(commands, _add_home)
     return parser
 
 
@@ -99,8 +101,6 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from radicale import log
-
     from servicehop_caldav.server import serve
 
     instance = Instance(args.home)
@@ -108,12 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.log_level:
         overrides["logging"] = {"level": args.log_level}
     configuration = _load_configuration(instance, overrides)
-    log.setup()
-    log.set_level(
-        configuration.get("logging", "level"),
-        configuration.get("logging", "backtrace_on_debug"),
-        configuration.get("logging", "trace_filter"),
-    )
+    logs.setup(configuration)
     _check_port_free(args.host, args.port)
     shutdown, shutdown_server_side = socket.socketpair()
 
@@ -162,7 +157,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"init": cmd_init, "serve": cmd_serve, "verify": cmd_verify, **cli_directory.COMMANDS,
-            **cli_keys.COMMANDS, **cli_audit.COMMANDS}
+            **cli_keys.COMMANDS, **cli_audit.COMMANDS, **cli_demo.COMMANDS,
+            **cli_dump.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,18 @@
+"""The `demo` command: a realistic demo municipality in a new instance."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def register(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    add_home: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add this module's commands to the parser (none yet)."""
+
+
+COMMANDS: dict[str, Handler] = {}
