@@ -4,6 +4,8 @@ VENV ?= .venv
 HOME_DIR ?= instance
 HOST ?= 127.0.0.1
 PORT ?= 5232
+# `make run LOG_LEVEL=info` shows one line per request and booking decision.
+LOG_LEVEL ?= warning
 BIN = $(VENV)/bin
 
 .PHONY: install run test lint conformance bench clean
@@ -16,9 +18,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The first run makes the demo municipality (servicehop-caldav demo) and prints its logins.
 run: install
-	@test -f $(HOME_DIR)/radicale.conf || $(BIN)/servicehop-caldav init --home $(HOME_DIR)
-	$(BIN)/servicehop-caldav serve --home $(HOME_DIR) --host $(HOST) --port $(PORT)
+	@if test -f $(HOME_DIR)/radicale.conf; then \
+		test ! -f $(HOME_DIR)/demo-accounts.txt || echo "The demo's logins and passwords: $(HOME_DIR)/demo-accounts.txt"; \
+	else $(BIN)/servicehop-caldav demo --home $(HOME_DIR) --host $(HOST) --port $(PORT); fi
+	$(BIN)/servicehop-caldav serve --home $(HOME_DIR) --host $(HOST) --port $(PORT) --log-level $(LOG_LEVEL)
 
 lint: install
 	$(BIN)/ruff check servicehop_caldav plugins tests scripts config bench

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from typing import Any, cast
 
 import radicale
@@ -29,7 +30,7 @@ import radicale.item as radicale_item
 from radicale import httputils, types
 from radicale.app import put as radicale_put
 
-from servicehop_caldav import refusal, rewritten
+from servicehop_caldav import health, refusal, request_log, rewritten
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 
@@ -52,6 +53,20 @@ def _buffer_body(environ: types.WSGIEnviron) -> bytes:
 
 class Application(radicale.Application):
     """Radicale's WSGI application; refusals answered with reasons."""
+
+    def __call__(self, environ: types.WSGIEnviron,
+                 start_response: types.WSGIStartResponse) -> Iterable[bytes]:
+        """Radicale's answer, timed and logged in one line without personal
+        data; what Radicale logs meanwhile is kept below debug level
+        (:mod:`servicehop_caldav.request_log`, :mod:`servicehop_caldav.logs`)."""
+        return request_log.handle(cast(dict[str, Any], environ), start_response, super().__call__)
+
+    def _handle_request(self, environ: types.WSGIEnviron) -> Any:
+        """The health path is answered here, before Radicale's
+        authentication and rights (:mod:`servicehop_caldav.health`)."""
+        if health.requested(environ):
+            return health.answer(environ, getattr(self._storage, "db", None))
+        return super()._handle_request(environ)
 
     def _answer_refusal(self, result: Any) -> Any:
         refused = refusal.take()

@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from servicehop_caldav import cli_audit, cli_demo, cli_directory, cli_dump, cli_keys, logs
 from servicehop_caldav.booking.config import ConfigError
@@ -19,6 +20,9 @@ from servicehop_caldav.db.engine import DatabaseError
 from servicehop_caldav.directory.store import DirectoryError
 from servicehop_caldav.instance import Instance, InstanceError, default_home, init_instance
 from servicehop_caldav.keyfile import KeyFileError
+
+if TYPE_CHECKING:
+    from servicehop_caldav import workers
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5232
@@ -35,6 +39,16 @@ def _add_home(parser: argparse.ArgumentParser) -> None:
         default=default_home(),
         help="instance directory (default: $SERVICEHOP_HOME or ./instance)",
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 up, not {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,8 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"address (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=None)
+    serve.add_argument("--workers", type=_positive, default=1, metavar="N",
+                       help="server processes sharing the port (default 1: one process, threads)")
+    # A process of `serve --workers N`, started by it (servicehop_caldav.workers).
+    serve.add_argument("--worker", help=argparse.SUPPRESS)
 
-    command("verify", "check the instance's database for errors")
+    verify = command("verify", "check the instance's database for errors")
+    verify.add_argument("--database-url", metavar="URL",
+                        help="check this database instead (a backup, say) with the instance's key")
     cli_directory.register(commands, _add_home)
     cli_keys.register(commands, _add_home)
     cli_audit.register(commands, _add_home)
@@ -101,14 +121,27 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from servicehop_caldav import workers
     from servicehop_caldav.server import serve
 
     instance = Instance(args.home)
     overrides: dict[str, dict[str, str]] = {"server": {"hosts": f"{args.host}:{args.port}"}}
     if args.log_level:
         overrides["logging"] = {"level": args.log_level}
+    try:
+        worker = workers.WorkerSpec.parse(args.worker) if args.worker else None
+    except workers.WorkersError as e:
+        raise CliError(str(e)) from e
+    if worker is not None:
+        overrides.update(worker.overrides)
     configuration = _load_configuration(instance, overrides)
     logs.setup(configuration)
+    if worker is not None or args.workers > 1:
+        try:
+            _serve_workers(args, instance, configuration, worker)
+        except RuntimeError as e:
+            raise CliError(_reason(e)) from e
+        return
     _check_port_free(args.host, args.port)
     shutdown, shutdown_server_side = socket.socketpair()
 
@@ -123,6 +156,25 @@ def cmd_serve(args: argparse.Namespace) -> None:
         serve(configuration, shutdown_server_side)
     except RuntimeError as e:
         raise CliError(_reason(e)) from e
+
+
+def _serve_workers(args: argparse.Namespace, instance: Instance, configuration: Any,
+                   worker: workers.WorkerSpec | None) -> None:
+    """``serve --workers N`` (the supervisor), or one of its workers."""
+    from servicehop_caldav import workers
+
+    if worker is not None:
+        workers.run_worker(worker, configuration)
+        return
+    workers.check_server_type(configuration)
+    workers.preflight(configuration)
+    sockets = workers.bind(configuration)
+    scheme = "https" if configuration.get("server", "ssl") else "http"
+    print(f"serving {instance.home} on {scheme}://{args.host}:{args.port}/ "
+          f"with {args.workers} worker processes", flush=True)
+    command = workers.worker_command(str(instance.home.absolute()), args.host, args.port,
+                                     args.log_level)
+    workers.Supervisor(args.workers, sockets, command).run()
 
 
 def _reason(e: RuntimeError) -> str:
@@ -146,7 +198,14 @@ def cmd_verify(args: argparse.Namespace) -> None:
     from radicale import storage
 
     # A check reads: no upkeep pass writing while it runs.
-    configuration = _load_configuration(Instance(args.home), {"storage": {"upkeep_interval": "-1"}})
+    checked = {"upkeep_interval": "-1"}
+    if args.database_url:
+        from servicehop_caldav.dump.backup import check_database
+
+        Instance(args.home).check()
+        check_database(args.database_url)  # an absent one would be made empty, and verify
+        checked["database_url"] = args.database_url
+    configuration = _load_configuration(Instance(args.home), {"storage": checked})
     try:
         storage_ = storage.load(configuration)
     except RuntimeError as e:

@@ -238,8 +238,10 @@ def cmd_user_list(args: argparse.Namespace) -> None:
             if args.department is not None and directory.get_department(conn, args.department) is None:
                 raise DirectoryError(f"no department {args.department!r}")
             people = directory.list_people(conn, keyring, args.department)
-    _table(("USERNAME", "NAME", "ROLES", "STATUS"),
-           [(p.username, p.name, _roles(p), "disabled" if p.disabled else "active") for p in people])
+    # ID: the number the log's decision lines and the audit log use.
+    _table(("USERNAME", "ID", "NAME", "ROLES", "STATUS"),
+           [(p.username, str(p.id), p.name, _roles(p), "disabled" if p.disabled else "active")
+            for p in people])
 
 
 def cmd_user_show(args: argparse.Namespace) -> None:
@@ -249,6 +251,7 @@ def cmd_user_show(args: argparse.Namespace) -> None:
     if person is None:
         raise DirectoryError(f"no user {args.username!r}")
     print(f"username: {person.username}")
+    print(f"id:       {person.id}  (in the log's decision lines and the audit log)")
     print(f"status:   {'disabled' if person.disabled else 'active'}")
     print(f"name:     {person.name}")
     print(f"e-mail:   {person.email}")

@@ -114,14 +114,39 @@ class Created:
     tls_fingerprint: str | None = None
 
 
-def init_instance(home: Path, database_url: str | None = None, user: str = "demo",
-                  tls: bool = False, tls_names: Sequence[str] = ()) -> Created:
-    """Create the instance directory, its database and its key, and the
-    first user (an admin of the demo department) with a new password."""
-    directory.check_slug("username", user)
+@dataclass(frozen=True)
+class Draft:
+    """An instance being made (:func:`new_instance`): schema, key, settings
+    and configuration are in place; its directory is still to be filled."""
+
+    home: Path
+    database_url: str
+    # radicale.conf under a temporary name: Radicale can load it, while
+    # `serve` and every other command still see no instance.
+    pending_conf: Path
+    tls_fingerprint: str | None = None
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / KEY_FILE
+
+
+@contextmanager
+def new_instance(home: Path, database_url: str | None = None, settings: str | None = None,
+                 tls: bool = False, tls_names: Sequence[str] = ()) -> Iterator[Draft]:
+    """Make a new instance directory around the block that fills it.
+
+    Before the block: the directory, the database schema, the key, the
+    servicehop.toml (``settings``, default the template) and radicale.conf
+    under a temporary name. radicale.conf gets its name only when the block
+    ends without error: its presence marks a complete instance, so an
+    interrupted `init` or `demo` leaves nothing `serve` would run."""
     home = home.absolute()
     if (home / RADICALE_CONF).exists():
         raise InstanceError(f"{home} already holds an instance; not overwriting it")
+    pending = home / (RADICALE_CONF + ".new")
+    if pending.exists():
+        raise InstanceError(f"{home} holds an instance that was never finished; remove it first")
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
     url = database_url or f"sqlite:///{home / DATABASE}"
@@ -131,17 +156,31 @@ def init_instance(home: Path, database_url: str | None = None, user: str = "demo
     finally:
         db.dispose()
     create_key_file(home / KEY_FILE)
-    password = secrets.token_urlsafe(12)
-    _add_first_user(url, home / KEY_FILE, user, password)
-    (home / SERVICEHOP_TOML).write_text(_template(SERVICEHOP_TOML))
+    (home / SERVICEHOP_TOML).write_text(settings if settings is not None else _template(SERVICEHOP_TOML))
     conf = _template(RADICALE_CONF).replace("{home}", str(home)).replace("{database_url}", url)
     fingerprint = None
     if tls:
         conf, cert = tls_setup.set_up(home, conf, tls_names)
         fingerprint = tls_setup.fingerprint(cert)
-    # Written last: its presence marks a complete instance.
-    (home / RADICALE_CONF).write_text(conf)
-    return Created(Instance(home), user, password, fingerprint)
+    pending.write_text(conf)
+    yield Draft(home, url, pending, fingerprint)
+    os.replace(pending, home / RADICALE_CONF)
+
+
+def new_password() -> str:
+    """A generated login password (about 96 random bits, URL-safe characters)."""
+    return secrets.token_urlsafe(12)
+
+
+def init_instance(home: Path, database_url: str | None = None, user: str = "demo",
+                  tls: bool = False, tls_names: Sequence[str] = ()) -> Created:
+    """Create the instance directory, its database and its key, and the
+    first user (an admin of the demo department) with a new password."""
+    directory.check_slug("username", user)
+    password = new_password()
+    with new_instance(home, database_url, tls=tls, tls_names=tls_names) as draft:
+        _add_first_user(draft.database_url, draft.key_file, user, password)
+    return Created(Instance(draft.home), user, password, draft.tls_fingerprint)
 
 
 def _add_first_user(url: str, key_file: Path, user: str, password: str) -> None:

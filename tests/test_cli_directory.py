@@ -126,8 +126,11 @@ def test_user_list(home: Path) -> None:
         ok(home, "user", "add", username, "--role", "staff", "--department", dept, "--name",
            f"Name {username}", "--email", f"{username}@example.org", "--password-stdin", stdin="pw\n")
     ok(home, "user", "disable", "bo")
-    everyone = [line.split()[0] for line in ok(home, "user", "list").splitlines()[1:]]
-    assert everyone == ["ann", "bo", "demo"]
+    listed = [line.split()[:2] for line in ok(home, "user", "list").splitlines()[1:]]
+    assert [username for username, _id in listed] == ["ann", "bo", "demo"]
+    # The directory's ids (the log's decision lines name people by them), in order of creation.
+    assert [user_id for _username, user_id in listed] == ["2", "3", "1"]
+    assert "id:       3  " in ok(home, "user", "show", "bo")
     care = ok(home, "user", "list", "--department", "care").splitlines()
     assert [line.split()[0] for line in care[1:]] == ["ann"]
     assert "staff@care" in care[1] and "Name ann" in care[1]

@@ -631,10 +631,14 @@ class Upkeep:
                     changes = self.run_once()
                     if changes:
                         logger.info("servicehop upkeep: %d view events written", changes)
-                except Exception:
+                except Exception as e:
                     if self._db.closed.is_set():
                         return
-                    logger.exception("servicehop upkeep failed; trying again at the next pass")
+                    # The type, not the message: a database error's message
+                    # quotes its SQL parameters (usernames, hrefs, UIDs).
+                    # The traceback follows at debug level (backtrace_on_debug).
+                    logger.error("servicehop upkeep failed (%s); trying again at the next pass",
+                                 type(e).__name__, exc_info=True)
                 if self._interval <= 0 or self._db.closed.wait(self._interval):
                     return
         finally:

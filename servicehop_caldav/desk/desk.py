@@ -40,7 +40,6 @@ with 403 (the caller commits the audit entry and raises the refusal).
 from __future__ import annotations
 
 import functools
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -48,6 +47,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, exists, select
 
+from servicehop_caldav import logs
 from servicehop_caldav.booking import events, texts
 from servicehop_caldav.booking.events import BookingEvent, EventError, Unbookable
 from servicehop_caldav.booking.model import Decision, Interval, Reason
@@ -69,8 +69,6 @@ from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.bookings import BookingRow
 from servicehop_caldav.store.records import NewObject, StoredObject
-
-logger = logging.getLogger(__name__)
 
 KIND_PREFIX = "bookings-"
 ASSIGNMENTS = "assignments"
@@ -279,11 +277,12 @@ class Desk:
         data = self._load(conn, row.department_id)
         visits.remove_assignment(conn, row)
         store_bookings.delete_booking(conn, row.id)
-        audit.record(conn, audit.AuditEntry(
+        entry = audit.AuditEntry(
             row.department_id, "cancel", "cancelled", row.recipient_id, row.start_ts, row.end_ts,
             staff_id=row.staff_id, at=self._now().timestamp(),
-        ))
-        logger.info("booking %s cancelled", row.id)
+        )
+        audit.record(conn, entry)
+        logs.decision(conn, row.id, entry)
         if data is not None:
             keeper = ViewKeeper(conn, data, self._now(), self._make_object)
             keeper.remove_overview(row)
@@ -317,8 +316,7 @@ class Desk:
                              put.calendar.calendar_id, put.href)
         row = put.write_assignment(row, event)
         store_bookings.insert_booking(put.conn, row)
-        self._audit(put, "book", "accepted", event.interval, (), staff.id)
-        logger.info("booking %s accepted, staff %s", row.id, staff.id)
+        self._audit(put, row.id, "book", "accepted", event.interval, (), staff.id)
         put.views.booking_moved(None, event.interval)
         put.views.write_overview(row, event, put.recipient.name, staff.name)
         return self._store_confirmed(put, staff.id, make_object)
@@ -328,8 +326,7 @@ class Desk:
         row = visits.new_row(put.data, put.owner_id, event.interval, None, "waiting",
                              put.calendar.calendar_id, put.href)
         store_bookings.insert_booking(put.conn, row)
-        self._audit(put, "book", "waiting", event.interval, (Reason.NO_STAFF_FREE,), None)
-        logger.info("booking %s waiting", row.id)
+        self._audit(put, row.id, "book", "waiting", event.interval, (Reason.NO_STAFF_FREE,), None)
         put.views.write_overview(row, event, put.recipient.name, None)
         return self._store_waiting(put, make_object)
 
@@ -357,7 +354,7 @@ class Desk:
         if same_times and row.staff_id is not None:
             row = put.write_assignment(row, event)
             store_bookings.save_booking(put.conn, row)
-            self._audit(put, "change", "kept", event.interval, (), row.staff_id)
+            self._audit(put, row.id, "change", "kept", event.interval, (), row.staff_id)
             put.views.write_overview(
                 row, event, put.recipient.name, visits.staff_name(put.data, row.staff_id)
             )
@@ -373,8 +370,7 @@ class Desk:
         row = store_bookings.moved(row, *visits.times(event.interval), staff.id)
         row = put.write_assignment(replace(row, status="confirmed"), event)
         store_bookings.save_booking(put.conn, row)
-        self._audit(put, "move", "accepted", event.interval, (), staff.id)
-        logger.info("booking %s moved, staff %s", row.id, staff.id)
+        self._audit(put, row.id, "move", "accepted", event.interval, (), staff.id)
         put.views.booking_moved(before, event.interval)
         put.views.write_overview(row, event, put.recipient.name, staff.name)
         if before is not None:
@@ -422,8 +418,7 @@ class Desk:
             and visits.times(interval) != (row.start_ts, row.end_ts)
         )
         action = "book" if row is None else "move" if moving else "change"
-        self._audit(put, action, "refused", interval, reasons, None)
-        logger.info("booking request refused: %s", ",".join(r.value for r in reasons))
+        self._audit(put, row.id if row is not None else None, action, "refused", interval, reasons, None)
         if data.settings.on_reject == "refuse":
             description = texts.refusal_description(sentences, alternatives, data.timezone, language)
             return Outcome(None, refusal=Refusal(_precondition(reasons), description.replace("\n", " ")))
@@ -452,15 +447,19 @@ class Desk:
         }
 
     def _audit(
-        self, put: _Put, action: str, outcome: str, interval: Interval | None,
-        reasons: Sequence[Reason], staff_id: int | None,
+        self, put: _Put, booking_id: str | None, action: str, outcome: str,
+        interval: Interval | None, reasons: Sequence[Reason], staff_id: int | None,
     ) -> None:
-        audit.record(put.conn, audit.AuditEntry(
+        """Record the decision in the audit log, and log it (ids only) when
+        it commits; ``booking_id`` is None for a new request refused."""
+        entry = audit.AuditEntry(
             put.data.department.id, action, outcome, put.owner_id,
             timestamp(interval.start) if interval is not None else None,
             timestamp(interval.end) if interval is not None else None,
             tuple(r.value for r in reasons), staff_id, at=put.now.timestamp(),
-        ))
+        )
+        audit.record(put.conn, entry)
+        logs.decision(put.conn, booking_id, entry)
 
 
 # -- helpers -------------------------------------------------------------------

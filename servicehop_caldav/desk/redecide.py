@@ -22,7 +22,6 @@ must not take it away for those reasons.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -36,8 +35,6 @@ from servicehop_caldav.desk.views import ViewKeeper, row_interval
 from servicehop_caldav.directory.store import Member
 from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store.bookings import BookingRow
-
-logger = logging.getLogger(__name__)
 
 _LOOK_BACK = timedelta(days=31)  # continuity of care counts 30 days back
 
@@ -133,7 +130,6 @@ def _assign(keeper: ViewKeeper, row: BookingRow, staff_id: int, action: str) -> 
     store_bookings.save_booking(conn, row)
     keeper.booking_moved(None, row_interval(row))
     visits.record(keeper, row, action, "accepted", staff_id)
-    logger.info("booking %s: %s, staff %s", row.id, action, staff_id)
     return row
 
 
@@ -152,7 +148,6 @@ def _flag(keeper: ViewKeeper, row: BookingRow, reasons: tuple[str, ...]) -> None
     store_bookings.save_booking(conn, row)
     keeper.booking_moved(before, None)
     visits.record(keeper, row, "flag", "flagged", None, reasons)
-    logger.info("booking %s flagged: %s", row.id, ",".join(reasons))
 
 
 def promote_waiting(keeper: ViewKeeper, freed: Interval) -> int:
@@ -195,5 +190,4 @@ def expire_waiting(keeper: ViewKeeper) -> int:
         keeper.remove_overview(row)
         store_bookings.delete_booking(conn, row.id)
         visits.record(keeper, row, "wait", "expired", None)
-        logger.info("waiting booking %s expired", row.id)
     return len(expired)

@@ -17,6 +17,7 @@ from datetime import datetime, time, timedelta
 
 from sqlalchemy import Connection
 
+from servicehop_caldav import logs
 from servicehop_caldav.booking import events
 from servicehop_caldav.booking.events import BookingEvent, EventError
 from servicehop_caldav.booking.model import Decision, Interval, Request, Rules
@@ -202,10 +203,14 @@ def record(
     keeper: ViewKeeper, row: BookingRow, action: str, outcome: str, staff_id: int | None,
     reasons: tuple[str, ...] = (),
 ) -> None:
-    audit.record(keeper.conn, audit.AuditEntry(
+    """Record a decision taken without a request of the recipient's in the
+    audit log, and log it (ids only) when it commits."""
+    entry = audit.AuditEntry(
         keeper.data.department.id, action, outcome, row.recipient_id, row.start_ts, row.end_ts,
         reasons, staff_id, at=keeper.now.timestamp(),
-    ))
+    )
+    audit.record(keeper.conn, entry)
+    logs.decision(keeper.conn, row.id, entry)
 
 
 def rewrite_event(conn: Connection, row: BookingRow, text: str, make_object: MakeObject) -> None:
