@@ -40,11 +40,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from servicehop_caldav import request_log
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.schema import SCHEMA_VERSION, key_checks, schema_info
 from servicehop_caldav.store import codec
 
-PATH = "/.servicehop/health"
+PATH = request_log.HEALTH_PATH
 TIMEOUT_SECONDS = 2.0
 STATEMENT_TIMEOUT_MS = 1500
 

@@ -19,7 +19,7 @@ while it runs (:func:`current`), which is how
 :class:`servicehop_caldav.logs.PrivacyFilter` knows that a record of
 Radicale's may carry a request's data. The request line itself is INFO
 (ERROR for a 5xx); health checks, which load balancers send every few
-seconds, are DEBUG.
+seconds, are DEBUG, also when they answer 503.
 """
 
 from __future__ import annotations
@@ -169,5 +169,7 @@ def _log(environ: dict[str, Any], status: int, seconds: float, size: int) -> Non
         method = "?"  # not a method name: whatever it is, not logged
     script_name = str(environ.get("HTTP_X_SCRIPT_NAME") or environ.get("SCRIPT_NAME") or "")
     shaped = shape(str(environ.get("PATH_INFO", "")), script_name, status)
-    level = logging.ERROR if status >= 500 else logging.DEBUG if shaped == HEALTH_PATH else logging.INFO
+    # Health checks are DEBUG whatever they answer: a load balancer polls
+    # every few seconds, and a 503 there is the balancer's to act on.
+    level = logging.DEBUG if shaped == HEALTH_PATH else logging.ERROR if status >= 500 else logging.INFO
     logging.getLogger(LOGGER).log(level, "%s", line(method, shaped, status, seconds, size))

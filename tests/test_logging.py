@@ -585,6 +585,15 @@ def test_health_checks_are_logged_at_debug_and_the_scope_ends_with_the_request()
         _call(ok, request_log.HEALTH_PATH)
     assert re.fullmatch(r"\[DEBUG\] PUT /\.servicehop/health 200 \d+\.\d ms 2 B\n", capture.text)
 
+    def down(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("503 Service Unavailable", [])
+        return [b"down"]
+
+    # A load balancer polling a dead database: no ERROR line per poll.
+    with _Capture(debug=False) as capture:
+        _call(down, request_log.HEALTH_PATH)
+    assert capture.text == ""
+
 
 def test_tracebacks_keep_their_frames_and_types_not_their_messages() -> None:
     first = "UID secretuid-3 of rhansen\n\nrhansen\n  indented rhansen"
