@@ -30,7 +30,7 @@ import radicale.item as radicale_item
 from radicale import httputils, types
 from radicale.app import put as radicale_put
 
-from servicehop_caldav import health, refusal, request_log, rewritten
+from servicehop_caldav import health, propfind, refusal, request_log, rewritten
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 
@@ -116,6 +116,18 @@ class Application(radicale.Application):
             status, headers, *rest = result
             return (status, {k: v for k, v in dict(headers).items() if k.lower() != "etag"}, *rest)
         return result
+
+    # False: every PROPFIND is Radicale's own (tests compare the two answers).
+    fast_propfind = True
+
+    def do_PROPFIND(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                    user_groups: set[str], request_info: dict[str, Any]) -> Any:
+        """A calendar's members' etags from the index when that is the
+        whole question (:mod:`servicehop_caldav.propfind`); else Radicale."""
+        fast = propfind.answer(self, environ, base_prefix, path, user, user_groups, request_info)
+        if fast is not None:
+            return fast
+        return super().do_PROPFIND(environ, base_prefix, path, user, user_groups, request_info)
 
     def do_MOVE(self, environ: types.WSGIEnviron, *args: Any, **kwargs: Any) -> Any:
         refusal.take()

@@ -52,6 +52,7 @@ from servicehop_caldav.keyfile import load_keys
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store import occurrences as store_occurrences
 from servicehop_caldav.store import sync as store_sync
 from servicehop_caldav.store.keycheck import bind_keyring
 from servicehop_caldav.store.records import CalendarState, Instance, NewObject, StoredObject
@@ -127,8 +128,11 @@ def object_of_text(collection_path: str) -> MakeObject:
 
 
 def new_object(item: radicale_item.Item) -> NewObject:
-    """The row values of a Radicale item (prepared by Radicale on upload)."""
+    """The row values of a Radicale item (prepared by Radicale on upload),
+    with its occurrences computed from the text as stored, which is what
+    Radicale's filter would parse."""
     start, end = item.time_range
+    text = item.serialize()
     return NewObject(
         uid=item.uid,
         etag=item.etag,
@@ -136,7 +140,8 @@ def new_object(item: radicale_item.Item) -> NewObject:
         component=item.component_name,
         first_occurrence=start,
         last_occurrence=end,
-        text=item.serialize(),
+        text=text,
+        occurrences=store_occurrences.of_text(text, item.component_name),
     )
 
 
@@ -241,13 +246,51 @@ class Collection(storage.BaseCollection):
             if self._visible(obj):
                 yield self._item(obj)
 
+    def member_listing(self) -> list[tuple[str, str, str, str, str]] | None:
+        """(href, etag, name, component, last modified) of the members, as
+        :meth:`get_all` would yield them as items, read from the index
+        columns alone (no decryption, no items): for a PROPFIND that asks
+        only for what these answer (``servicehop_caldav.propfind``).
+
+        None where the listing would differ from what ``discover`` yields
+        at depth 1: a view whose events are hidden per reader, and a
+        collection with collections inside (they come after the items)."""
+        if self._calendar_id is None or self._hidden is not None:
+            return None
+        with self._storage.reading() as conn:
+            if store_collections.child_instances(conn, self._path):
+                return None
+            rows = store_objects.index_listing(conn, self._calendar_id)
+        dates: dict[int, str] = {}  # one strftime per second, not per row
+        listing = []
+        for href, etag, name, component, modified in rows:
+            second = int(modified)
+            date = dates.get(second)
+            if date is None:
+                date = dates[second] = _http_date(second)
+            listing.append((href, etag, name, component, date))
+        return listing
+
     def get_filtered(
         self, filters: Iterable[ET.Element]
     ) -> Iterator[tuple[radicale_item.Item, bool]]:
-        """Only the rows whose occurrence range can match reach Radicale."""
+        """Only the rows whose occurrence range can match reach Radicale.
+
+        A plain time-range on one component is answered exactly here from
+        the recorded occurrences, so Radicale neither parses nor expands the
+        recurring events that enclose the range."""
         if not self.tag or self._calendar_id is None:
             return
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, self.tag)
+        if simple and tag in store_occurrences.COMPONENTS:
+            with self._storage.reading() as conn:
+                matching = list(
+                    store_objects.objects_matching_range(conn, self._calendar_id, tag, start, end)
+                )
+            for obj, matched in matching:
+                if self._visible(obj):
+                    yield self._item(obj), matched
+            return
         with self._storage.reading() as conn:
             objects = list(
                 store_objects.objects_in_range(conn, self._calendar_id, tag, start, end)
@@ -447,6 +490,13 @@ class Storage(storage.BaseStorage):
         )
         interval = configuration.get("storage", "upkeep_interval")
         if interval >= 0:
+            # Occurrences of objects written before version 5 (or without
+            # parsing them): the upgrade cannot read encrypted data, this
+            # can. Not in tools that only read (upkeep_interval -1).
+            with self.db.transaction("w") as conn:
+                filled = store_occurrences.fill(conn)
+            if filled:
+                logger.info("servicehop storage: occurrences recorded for %d objects", filled)
             Upkeep.start_once(self.db, self.desk, interval)
 
     # -- transactions ----------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from servicehop_caldav.db.engine import Database, DatabaseError
 from servicehop_caldav.db.schema import (
@@ -18,6 +18,8 @@ from servicehop_caldav.db.schema import (
     VERSION_2_TABLES,
     VERSION_3_TABLES,
     VERSION_4_TABLES,
+    VERSION_5_TABLES,
+    calendar_objects,
     metadata,
     schema_info,
 )
@@ -39,9 +41,23 @@ def _add_views(conn: Connection) -> None:
     metadata.create_all(conn, tables=list(VERSION_4_TABLES))
 
 
+def _add_occurrences(conn: Connection) -> None:
+    """4 -> 5: the occurrence table and ``calendar_objects.occurrences_until``.
+
+    The rows are filled at the next start, after the key is bound
+    (:func:`servicehop_caldav.store.occurrences.fill`): the upgrade runs
+    before it and cannot read encrypted data. Until then every object's
+    ``occurrences_until`` is NULL, which leaves the time-range test to
+    Radicale's own filter as before."""
+    columns = {c["name"] for c in inspect(conn).get_columns(calendar_objects.name)}
+    if "occurrences_until" not in columns:
+        conn.execute(text("ALTER TABLE calendar_objects ADD COLUMN occurrences_until BIGINT"))
+    metadata.create_all(conn, tables=list(VERSION_5_TABLES))
+
+
 # UPGRADES[n] upgrades a database at version n to version n + 1.
 UPGRADES: dict[int, Callable[[Connection], None]] = {
-    1: _add_directory, 2: _add_bookings, 3: _add_views,
+    1: _add_directory, 2: _add_bookings, 3: _add_views, 4: _add_occurrences,
 }
 
 

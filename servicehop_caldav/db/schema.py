@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -96,6 +96,12 @@ calendar_objects = Table(
     Column("modified", Float, nullable=False),
     Column("key_id", Integer, nullable=True),
     Column("data", LargeBinary, nullable=False),
+    # Version 5: calendar_occurrences holds every occurrence of this object
+    # that starts before this time (POSIX seconds). NULL: not computed yet
+    # (filled at the next start); Radicale's TIMESTAMP_MIN: cannot be known
+    # (the text fails Radicale's expansion). Where the rows are not known,
+    # Radicale's own filter decides.
+    Column("occurrences_until", BigInteger, nullable=True),
     UniqueConstraint("calendar_id", "href", name="uq_objects_href"),
     Index("ix_objects_uid", "calendar_id", "uid"),
     Index("ix_objects_time", "calendar_id", "first_occurrence", "last_occurrence"),
@@ -251,6 +257,34 @@ department_views = Table(
 )
 
 VERSION_4_TABLES = (department_views,)
+
+# -- version 5: the occurrences of calendar objects ------------------------------
+
+# The time ranges Radicale's time-range filter (radicale.item.filter.
+# visit_time_ranges, RFC 4791 9.9) visits for an object, in clear like the
+# first/last occurrence index, computed when the object is written: a
+# time-range REPORT on a recurring event then finds the exact matches by
+# index instead of parsing and expanding every event whose first/last
+# occurrence encloses the range (store/occurrences.py). ``after_ts`` is the
+# latest start of the main component's ranges visited before this one:
+# Radicale's filter stops at the first that starts after the query's end, so
+# this range counts only for queries ending at or after ``after_ts``.
+calendar_occurrences = Table(
+    "calendar_occurrences",
+    metadata,
+    Column(
+        "object_id",
+        Integer,
+        ForeignKey("calendar_objects.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("start_ts", BigInteger, nullable=False),
+    Column("end_ts", BigInteger, nullable=False),
+    Column("after_ts", BigInteger, nullable=False),
+    Index("ix_occurrences_object", "object_id", "start_ts"),
+)
+
+VERSION_5_TABLES = (calendar_occurrences,)
 
 # The longest path, href or UID stored (UTF-8 bytes). They are index keys,
 # and a PostgreSQL btree index row holds at most 2704 bytes: a longer key made

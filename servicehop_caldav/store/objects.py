@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Connection, Select, bindparam, delete, exists, insert, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, exists, insert, or_, select, update
 
 from servicehop_caldav.db.schema import (
     OP_ADDED,
@@ -15,6 +15,7 @@ from servicehop_caldav.db.schema import (
     check_key,
 )
 from servicehop_caldav.store import codec
+from servicehop_caldav.store import occurrences as store_occurrences
 from servicehop_caldav.store.records import NewObject, StoredObject
 from servicehop_caldav.store.sync import record_change
 
@@ -80,6 +81,17 @@ def all_hrefs(conn: Connection, calendar_id: int) -> list[str]:
     )
 
 
+def index_listing(conn: Connection, calendar_id: int) -> list[tuple[str, str, str, str, float]]:
+    """(href, etag, name, component, modified) of every object, in the order
+    of :func:`all_objects`, without reading their data: what a PROPFIND of
+    the members' etags and content types needs (no decryption)."""
+    query = select(_o.href, _o.etag, _o.name, _o.component, _o.modified).where(
+        _o.calendar_id == calendar_id
+    ).order_by(_o.href)
+    return [(href, etag, name, component, modified)
+            for href, etag, name, component, modified in conn.execute(query).all()]
+
+
 def etags_in_range(
     conn: Connection, calendar_id: int, component: str | None, start: int, end: int
 ) -> list[tuple[str, str]]:
@@ -123,6 +135,54 @@ def objects_in_range(
     return _rows(conn, query.order_by(_o.href))
 
 
+def objects_matching_range(
+    conn: Connection, calendar_id: int, component: str, start: int, end: int
+) -> Iterator[tuple[StoredObject, bool]]:
+    """The objects a time-range filter on ``component`` over [start, end)
+    can match, each with whether it certainly does (Radicale's "fully
+    matched": it need not test it again).
+
+    An object whose first/last occurrence encloses the range (a recurring
+    event that began before it and goes on after it) is decided here by its
+    recorded occurrences (:mod:`servicehop_caldav.store.occurrences`) when
+    they reach past ``end``: a match comes back fully matched, a miss not
+    at all (and is never decoded). Objects without them come back not
+    fully matched, for Radicale's filter, as from :func:`objects_in_range`.
+    """
+    until = _o.occurrences_until
+    query = select(*_COLUMNS, _o.occurrences_until).where(
+        _o.calendar_id == calendar_id,
+        _o.first_occurrence < end,
+        _o.last_occurrence > start,
+        _o.component == component,
+        or_(
+            # Radicale's fully matched rule (BaseCollection.get_filtered).
+            _o.first_occurrence >= start,
+            _o.last_occurrence <= end,
+            # Occurrences not known as far as this range: Radicale's filter.
+            until.is_(None),
+            until <= end,
+            store_occurrences.exact_match_clause(start, end),
+        ),
+    )
+    for row in conn.execute(query.order_by(_o.href)):
+        fully = start <= row.first_occurrence or row.last_occurrence <= end
+        # Radicale's comp_match also wants the item's name to be VCALENDAR.
+        known = row.occurrences_until is not None and row.occurrences_until > end
+        obj = StoredObject(
+            href=row.href,
+            uid=row.uid,
+            etag=row.etag,
+            name=row.name,
+            component=row.component,
+            first_occurrence=row.first_occurrence,
+            last_occurrence=row.last_occurrence,
+            modified=row.modified,
+            text=codec.decode(conn, row.data, row.key_id),
+        )
+        yield obj, fully or (known and row.name == "VCALENDAR")
+
+
 def has_uid(conn: Connection, calendar_id: int, uid: str) -> bool:
     return bool(
         conn.execute(select(exists().where(_o.calendar_id == calendar_id, _o.uid == uid))).scalar()
@@ -146,14 +206,20 @@ def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) ->
         modified=now,
         key_id=key_id,
         data=data,
+        occurrences_until=None if obj.occurrences is None else obj.occurrences.until,
     )
-    updated = conn.execute(
+    object_id = conn.execute(
         update(calendar_objects)
         .where(_o.calendar_id == calendar_id, _o.href == href)
         .values(**values)
-    ).rowcount
-    if not updated:
-        conn.execute(insert(calendar_objects).values(calendar_id=calendar_id, href=href, **values))
+        .returning(_o.id)
+    ).scalar_one_or_none()
+    updated = object_id is not None
+    if object_id is None:
+        object_id = conn.execute(
+            insert(calendar_objects).values(calendar_id=calendar_id, href=href, **values).returning(_o.id)
+        ).scalar_one()
+    store_occurrences.write_spans(conn, object_id, obj.occurrences, replace=updated)
     record_change(conn, calendar_id, href, OP_MODIFIED if updated else OP_ADDED)
     return StoredObject(**vars(obj), href=href, modified=now)
 

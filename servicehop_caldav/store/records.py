@@ -32,6 +32,16 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class Occurrences:
+    """The time ranges Radicale's time-range filter visits for one object
+    (:mod:`servicehop_caldav.store.occurrences`): exact for queries ending
+    before ``until``. ``spans`` are (start, end, after) in POSIX seconds."""
+
+    until: int
+    spans: tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True)
 class NewObject:
     """What the store needs to write one object; all derived by the caller."""
 
@@ -42,9 +52,14 @@ class NewObject:
     first_occurrence: int
     last_occurrence: int
     text: str
+    # None: not computed (the writer did not parse the text); the store
+    # records them later (occurrences.fill) and Radicale's filter decides
+    # meanwhile. Objects read from the store carry None.
+    occurrences: Occurrences | None = None
 
 
-@dataclass(frozen=True)
+# kw_only: its own fields follow NewObject's field with a default.
+@dataclass(frozen=True, kw_only=True)
 class StoredObject(NewObject):
     """One stored calendar object resource: its values, href and mtime."""
 

@@ -19,6 +19,7 @@ from servicehop_caldav.db.schema import (
     department_views,
 )
 from servicehop_caldav.store import codec
+from servicehop_caldav.store import occurrences as store_occurrences
 
 
 def verify_database(db: Database, max_vevent_rrule_occurrence: int = 0) -> bool:
@@ -55,8 +56,8 @@ def verify_database(db: Database, max_vevent_rrule_occurrence: int = 0) -> bool:
                 problem("collection %r has no parent collection", path)
         o = calendar_objects.c
         for row in conn.execute(
-            select(o.calendar_id, o.href, o.uid, o.etag, o.key_id, o.data, o.first_occurrence,
-                   o.last_occurrence)
+            select(o.id, o.calendar_id, o.href, o.uid, o.etag, o.key_id, o.data, o.first_occurrence,
+                   o.last_occurrence, o.component, o.occurrences_until)
         ):
             where = f"{row.href!r} in calendar {row.calendar_id}"
             try:
@@ -81,6 +82,9 @@ def verify_database(db: Database, max_vevent_rrule_occurrence: int = 0) -> bool:
                     problem("time-range index of %s does not match its data", where)
             except Exception as e:
                 problem("invalid iCalendar/vCard in %s: %s", where, e)
+            if not store_occurrences.matches_text(conn, row.id, row.occurrences_until, text,
+                                                  row.component):
+                problem("occurrence index of %s does not match its data", where)
         c = calendar_changes.c
         behind = conn.execute(
             select(calendars.c.id)
