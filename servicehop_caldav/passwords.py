@@ -7,7 +7,6 @@ rise later without breaking stored hashes.
 from __future__ import annotations
 
 import base64
-import functools
 import hmac
 import os
 
@@ -45,11 +44,17 @@ def verify_password(password: str, stored: str) -> bool:
         return False
 
 
-@functools.cache
+# The hash of a random password nobody kept, made once with the cost above
+# (tests/test_passwords_dummy.py checks they agree). A constant rather than
+# hashed at start: hashing it costs 32 MiB for a moment, and that was the
+# highest point of a server's memory at start.
+_DUMMY_HASH = "scrypt$15$8$1$gXDdXxbPhvu7GVmukjHELg==$pgfxtcQm5+jF/4ZRMqOG6442rPBzE+TK0yyS39GTu3g="
+
+
 def dummy_hash() -> str:
     """Verified against when the user does not exist, so an unknown user
     costs the same time as a wrong password."""
-    return hash_password(base64.b64encode(os.urandom(12)).decode())
+    return _DUMMY_HASH
 
 
 def constant_time_equal(a: str, b: str) -> bool:

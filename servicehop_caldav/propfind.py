@@ -61,7 +61,7 @@ _ETAG = f"servicehopetag{_TOKEN}"
 _MODIFIED = f"servicehopmodified{_TOKEN}"
 _COMPONENT = f"servicehopcomponent{_TOKEN}"
 # What urllib's quote() never changes (its safe "/" is never in a name).
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def enabled(app: radicale.Application) -> bool:
@@ -69,21 +69,21 @@ def enabled(app: radicale.Application) -> bool:
     return bool(getattr(app, "fast_propfind", True))
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """XML character data, escaped as ElementTree escapes it."""
     if "&" in text or "<" in text or ">" in text:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text
 
 
-def _serialize(app: radicale.Application, multistatus: ET.Element) -> str:
+def serialize(app: radicale.Application, multistatus: ET.Element) -> str:
     """As Radicale's ``_xml_response`` writes it, as text."""
     f = io.BytesIO()
     ET.ElementTree(multistatus).write(f, encoding=app._encoding, xml_declaration=True)
     return f.getvalue().decode(app._encoding)
 
 
-def _read_body(environ: types.WSGIEnviron) -> bytes:
+def read_body(environ: types.WSGIEnviron) -> bytes:
     """The request body, left readable again for Radicale."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length > 0 else b""
@@ -105,7 +105,7 @@ def answer(
     if not access.check("r") or ("r" not in access.permissions and access.allows_freebusy()):
         return None  # Radicale's refusal, or its free-busy answer
     try:
-        raw = _read_body(environ)
+        raw = read_body(environ)
     except TimeoutError:  # socket.timeout, as Radicale catches it
         logger.debug("Client timed out", exc_info=True)
         return httputils.REQUEST_TIMEOUT
@@ -153,7 +153,7 @@ def answer(
     )
     if xml_answer is None:
         return httputils.NOT_ALLOWED
-    body = _members_body(app, xml_answer, template, members) if members else _serialize(app, xml_answer)
+    body = _members_body(app, xml_answer, template, members) if members else serialize(app, xml_answer)
     if body is None:
         return None
     request_info["status"] = client.MULTI_STATUS
@@ -167,16 +167,16 @@ def _members_body(
     members: list[tuple[str, str, str, str, str]],
 ) -> str | None:
     """The multistatus with the template response repeated for every member."""
-    whole = _serialize(app, multistatus)
+    whole = serialize(app, multistatus)
     template_response = multistatus[-1]
     multistatus.remove(template_response)
-    without = _serialize(app, multistatus)
+    without = serialize(app, multistatus)
     end = without.rindex("</")
     head, tail = without[:end], without[end:]
     if not (whole.startswith(head) and whole.endswith(tail)):
         return None  # not the shape assumed here: Radicale answers
     response = whole[len(head):len(whole) - len(tail)]
-    content_type = _escape(xmlutils.get_content_type(template, app._encoding))
+    content_type = escape(xmlutils.get_content_type(template, app._encoding))
     markers = {_HREF: 0, _ETAG: 1, content_type: 2, _MODIFIED: 3}
     pieces = re.split("(" + "|".join(map(re.escape, markers)) + ")", response)
     # The template as a %-format, its markers as the slots, in their order.
@@ -195,16 +195,16 @@ def _members_body(
     for href, etag, name, component, modified in members:
         kind = content_types.get((name, component))
         if kind is None:
-            kind = content_types[name, component] = _escape(xmlutils.get_content_type(
-                cast(radicale_item.Item, _Kind(name, component)), app._encoding))
+            kind = content_types[name, component] = escape(xmlutils.get_content_type(
+                cast(radicale_item.Item, Kind(name, component)), app._encoding))
         # quote() leaves these names as they are, and the test costs less.
-        quoted = href if _UNRESERVED.fullmatch(href) else quote(href)
-        out.append(form % pick((quoted, _escape(etag), kind, _escape(modified))))
+        quoted = href if UNRESERVED.fullmatch(href) else quote(href)
+        out.append(form % pick((quoted, escape(etag), kind, escape(modified))))
     out.append(tail)
     return "".join(out)
 
 
-class _Kind:
+class Kind:
     """What ``xmlutils.get_content_type`` reads of an item."""
 
     def __init__(self, name: str, component_name: str) -> None:

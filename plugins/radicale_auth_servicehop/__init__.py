@@ -59,8 +59,6 @@ class Auth(auth.BaseAuth):
         # username -> (digest of the password, stored hash it matched, when)
         self._remembered: dict[str, tuple[bytes, str, float]] = {}
         self._remembered_lock = threading.Lock()
-        # Computed now, so the first unknown user costs no more than later ones.
-        dummy_hash()
         logger.info(
             "servicehop auth: logins from the directory; successful logins remembered: %s",
             f"{self._remember_seconds:g} s" if self._remember else "no",

@@ -42,6 +42,7 @@ from sqlalchemy import Connection
 
 from servicehop_caldav import rewritten
 from servicehop_caldav.crypto import Keyring
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
 from servicehop_caldav.desk import views as desk_views
@@ -87,6 +88,10 @@ PLUGIN_CONFIG_SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
         },
     }
 }
+
+
+GET_ALL_PAGE = 500
+"""Objects :meth:`Collection.get_all` reads and decrypts at a time."""
 
 
 def database_url_of(configuration: config.Configuration) -> str:
@@ -238,13 +243,24 @@ class Collection(storage.BaseCollection):
             yield href, self._item(obj) if obj is not None and self._visible(obj) else None
 
     def get_all(self) -> Iterator[radicale_item.Item]:
-        if self._calendar_id is None:
+        """Read and decrypted a page (``GET_ALL_PAGE``) at a time: reading
+        the whole calendar first held every decrypted text of a 10,000-event
+        calendar before the first item was used. Within a request every page
+        is read in its transaction (one snapshot, as before); pages follow
+        by href, the order Radicale got them in."""
+        calendar_id = self._calendar_id
+        if calendar_id is None:
             return
-        with self._storage.reading() as conn:
-            objects = list(store_objects.all_objects(conn, self._calendar_id))
-        for obj in objects:
-            if self._visible(obj):
-                yield self._item(obj)
+        after: str | None = None
+        while True:
+            with self._storage.reading() as conn:
+                page = store_objects.objects_page(conn, calendar_id, after, GET_ALL_PAGE)
+            for obj in page:
+                if self._visible(obj):
+                    yield self._item(obj)
+            if len(page) < GET_ALL_PAGE:
+                return
+            after = page[-1].href
 
     def member_listing(self) -> list[tuple[str, str, str, str, str]] | None:
         """(href, etag, name, component, last modified) of the members, as
@@ -378,7 +394,9 @@ class Collection(storage.BaseCollection):
         with self._storage.writing() as conn:
             old = store_objects.get_object(conn, self._calendar_id, href)
             if bookings is None:
-                stored = store_objects.put_object(conn, self._calendar_id, href, new_object(item))
+                stored = store_objects.put_object(
+                    conn, self._calendar_id, href, new_object(item), replacing=old is not None
+                )
                 self._opening_changed(conn, old, stored)
             else:
                 outcome = self._storage.desk.put(
@@ -524,8 +542,13 @@ class Storage(storage.BaseStorage):
         conn = self.db.current()
         if conn is None or not self.db.writing:
             raise RuntimeError("storage write outside of a write lock")
-        with conn.begin_nested():
-            yield conn
+        try:
+            with conn.begin_nested():
+                yield conn
+        except BaseException:
+            # What was read inside the savepoint may have been undone with it.
+            memo.forget(conn)
+            raise
 
     # -- discovery -------------------------------------------------------
 

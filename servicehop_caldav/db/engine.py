@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Transaction, create_engine, event, text
 from sqlalchemy.engine import make_url
+
+from servicehop_caldav.db import memo
 
 # Arbitrary constant: the advisory lock key all servicehop writers share.
 WRITE_LOCK_KEY = 0x5E41C0DA
@@ -71,9 +73,20 @@ def _configure_sqlite(engine: Engine) -> None:
 
 @dataclass
 class _Scope:
+    """The open transaction of a thread. ``depth`` 0: a read transaction
+    kept open between the blocks of one request (see :meth:`Database.request`)."""
+
     connection: Connection
     mode: str
-    depth: int = 1
+    transaction: Transaction
+    depth: int = 0
+
+
+@dataclass
+class _Request:
+    """One request on a thread: the connection its transactions share."""
+
+    connection: Connection | None = None
 
 
 @dataclass
@@ -101,49 +114,134 @@ class Database:
 
         ``mode`` is "r" (consistent snapshot) or "w" (exclusive writer). The
         transaction commits when the block ends normally and rolls back when
-        it raises, so nothing is ever half-written.
+        it raises, so nothing is ever half-written. Inside :meth:`request`
+        a read transaction that ended normally stays open instead, for the
+        request's next read block to join; a write block commits it first.
         """
         if mode not in ("r", "w"):
             raise ValueError(f"invalid lock mode {mode!r}")
         scope: _Scope | None = getattr(self._local, "scope", None)
-        if scope is not None:
-            if mode == "w" and scope.mode != "w":
-                raise RuntimeError("cannot upgrade a read transaction to a write")
-            scope.depth += 1
-            try:
-                yield scope.connection
-            finally:
-                scope.depth -= 1
-            return
+        if scope is not None and scope.depth == 0 and mode == "w":
+            self._end(scope, failed=False)  # the request's kept read: done
+            scope = None
+        if scope is None:
+            scope = self._begin(mode)
+        elif mode == "w" and scope.mode != "w":
+            raise RuntimeError("cannot upgrade a read transaction to a write")
+        owner = scope.depth == 0
+        scope.depth += 1
+        failed = True
+        try:
+            yield scope.connection
+            failed = False
+        finally:
+            scope.depth -= 1
+            if owner:
+                request: _Request | None = getattr(self._local, "request", None)
+                if failed or mode == "w" or request is None:
+                    self._end(scope, failed)
+
+    def _begin(self, mode: str) -> _Scope:
         if mode == "w":
             self._writer.acquire()
         try:
-            with self._open(mode) as conn:
-                self._local.scope = _Scope(conn, mode)
+            request: _Request | None = getattr(self._local, "request", None)
+            conn = request.connection if request is not None else None
+            if conn is None:
+                conn = self.engine.connect()
+                if request is not None:
+                    request.connection = conn
+            try:
+                if self.backend == "sqlite":
+                    conn.info["servicehop_begin"] = "BEGIN IMMEDIATE" if mode == "w" else "BEGIN"
+                else:
+                    conn = conn.execution_options(
+                        isolation_level="READ COMMITTED" if mode == "w" else "REPEATABLE READ"
+                    )
+                transaction = conn.begin()
                 try:
-                    yield conn
-                finally:
-                    self._local.scope = None
-        finally:
+                    if mode == "w" and self.backend == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                except BaseException:
+                    transaction.rollback()
+                    raise
+            except BaseException:
+                self._release(conn)
+                raise
+        except BaseException:
             if mode == "w":
                 self._writer.release()
+            raise
+        scope = _Scope(conn, mode, transaction)
+        self._local.scope = scope
+        return scope
+
+    def _end(self, scope: _Scope, failed: bool) -> None:
+        """Commit (or roll back) the thread's transaction and let its
+        connection go, unless the request holds it."""
+        self._local.scope = None
+        try:
+            memo.clear(scope.connection)
+            if failed:
+                scope.transaction.rollback()
+            else:
+                scope.transaction.commit()
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            try:
+                if failed:
+                    self._release(scope.connection)
+                else:
+                    self._release(scope.connection, keep=True)
+            finally:
+                if scope.mode == "w":
+                    self._writer.release()
+
+    def _release(self, conn: Connection, keep: bool = False) -> None:
+        """Back to the pool, unless the request holds it and it is sound
+        (``keep``: its transaction ended normally)."""
+        request: _Request | None = getattr(self._local, "request", None)
+        if request is not None and request.connection is conn:
+            if keep:
+                return
+            request.connection = None
+        conn.close()
 
     @contextmanager
-    def _open(self, mode: str) -> Iterator[Connection]:
-        conn = self.engine.connect()
+    def request(self) -> Iterator[None]:
+        """One HTTP request on this thread: its transactions share one
+        connection (one pool checkout, and on PostgreSQL one liveness ping,
+        instead of one per transaction), and its reads one read transaction:
+        Radicale reads the login, the rights, the principal and then the
+        answer each in a block of its own, which were four snapshots (on
+        PostgreSQL each a BEGIN and a COMMIT, a round trip each) and are now
+        one, ended when the request ends. A write block commits that read
+        first and takes the write lock as always, so a request never holds
+        a read open while it waits for the lock. Nested calls join."""
+        if getattr(self._local, "request", None) is not None:
+            yield
+            return
+        request = _Request()
+        self._local.request = request
+        failed = True
         try:
-            if self.backend == "sqlite":
-                conn.info["servicehop_begin"] = "BEGIN IMMEDIATE" if mode == "w" else "BEGIN"
-            else:
-                conn = conn.execution_options(
-                    isolation_level="READ COMMITTED" if mode == "w" else "REPEATABLE READ"
-                )
-            with conn.begin():
-                if mode == "w" and self.backend == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
-                yield conn
+            yield
+            failed = False
         finally:
-            conn.close()
+            scope: _Scope | None = getattr(self._local, "scope", None)
+            try:
+                if scope is not None and scope.depth == 0:
+                    self._end(scope, failed)
+                    scope = None
+            finally:
+                self._local.request = None
+                # A block still open (a generator not run to its end) keeps
+                # its connection; it goes back to the pool when the block ends.
+                held = request.connection
+                if held is not None and (scope is None or scope.connection is not held):
+                    held.close()
 
     def current(self) -> Connection | None:
         """The connection of the transaction open on this thread, if any."""

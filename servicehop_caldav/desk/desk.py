@@ -482,7 +482,8 @@ def _store(put: _Put, text: str, make_object: MakeObject, like: NewObject | None
     # The text restates the sent event (or ``like``, the stored one): the
     # same UID and times, nothing to parse again.
     shape = like or put.sent
-    stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text, shape))
+    stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text, shape),
+                                      replacing=put.old is not None)
     return Outcome(stored, rewritten=True)
 
 
@@ -492,7 +493,8 @@ def _store_sent(put: _Put) -> Outcome:
     with its ETag and no change is logged for sync."""
     if put.old is not None and put.old_normalised == put.sent_normalised:
         return Outcome(put.old)
-    return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent))
+    return Outcome(store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, put.sent,
+                                            replacing=put.old is not None))
 
 
 def _same_times(put: _Put, event: BookingEvent) -> bool:

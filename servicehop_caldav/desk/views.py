@@ -191,7 +191,9 @@ class ViewKeeper:
                     free=segment.free, language=data.department.language,
                 )
                 like = shaped(href.removesuffix(".ics"), segment.start, segment.end)
-                store_objects.put_object(conn, calendar_id, href, self.make_object(text, like))
+                store_objects.put_object(
+                    conn, calendar_id, href, self.make_object(text, like), replacing=False
+                )
                 changes += 1
         return changes
 
@@ -243,4 +245,4 @@ def put_if_changed(conn: Connection, calendar_id: int, href: str, text: str, obj
     stored says the same but for DTSTAMP: its readers sync only what changed."""
     current = store_objects.get_object(conn, calendar_id, href)
     if current is None or events.without_stamp(current.text) != events.without_stamp(text):
-        store_objects.put_object(conn, calendar_id, href, obj)
+        store_objects.put_object(conn, calendar_id, href, obj, replacing=current is not None)

@@ -219,7 +219,8 @@ def rewrite_event(conn: Connection, row: BookingRow, text: str, make_object: Mak
     current = store_objects.get_object(conn, row.booking_calendar_id, row.booking_href)
     if current is None or events.normalised(current.text) != text:
         # ``text`` restates the stored event: same UID and times.
-        store_objects.put_object(conn, row.booking_calendar_id, row.booking_href, make_object(text, current))
+        store_objects.put_object(conn, row.booking_calendar_id, row.booking_href, make_object(text, current),
+                                 replacing=current is not None)
 
 
 

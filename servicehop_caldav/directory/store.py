@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from servicehop_caldav.crypto import Keyring
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import ROLES, departments, user_roles, users
 from servicehop_caldav.passwords import hash_password
 from servicehop_caldav.store import codec
@@ -86,6 +87,7 @@ def add_department(conn: Connection, id_: str, name: str, timezone: str = "Europ
         raise DirectoryError(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}")
     if get_department(conn, id_) is not None:
         raise DirectoryError(f"department {id_!r} already exists")
+    memo.forget(conn, _DEPARTMENTS)
     conn.execute(insert(departments).values(id=id_, name=name.strip(), timezone=timezone,
                                             language=language))
     return Department(id_, name.strip(), timezone, language, None)
@@ -95,9 +97,21 @@ def _department(row: Row) -> Department:
     return Department(row.id, row.name, row.timezone, row.language, row.opening_calendar_id)
 
 
+# Built once; its answers are kept for the transaction (servicehop_caldav.db.memo):
+# a write into an opening calendar asks for the department twice (is this
+# its opening calendar? then the desk loads it). Writers forget them.
+_DEPARTMENT = select(departments).where(departments.c.id == bindparam("id"))
+_DEPARTMENTS = "departments"
+
+
 def get_department(conn: Connection, id_: str) -> Department | None:
-    row = conn.execute(select(departments).where(departments.c.id == id_)).first()
-    return _department(row) if row is not None else None
+    known = memo.memo(conn, _DEPARTMENTS)
+    if id_ in known:
+        found: Department | None = known[id_]
+        return found
+    row = conn.execute(_DEPARTMENT, {"id": id_}).first()
+    department = known[id_] = _department(row) if row is not None else None
+    return department
 
 
 def list_departments(conn: Connection) -> list[Department]:
@@ -105,6 +119,7 @@ def list_departments(conn: Connection) -> list[Department]:
 
 
 def set_opening_calendar(conn: Connection, department_id: str, calendar_id: int) -> None:
+    memo.forget(conn, _DEPARTMENTS)
     conn.execute(update(departments).where(departments.c.id == department_id)
                  .values(opening_calendar_id=calendar_id))
 

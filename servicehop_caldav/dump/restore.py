@@ -303,6 +303,7 @@ def _mount(conn: Connection, export: Export, ids: dict[str, int]) -> None:
         instance = store_collections.mount_instance(conn, m["path"], calendar_id, m["props"])
         conn.execute(update(calendar_instances).where(calendar_instances.c.id == instance.id)
                      .values(modified=m["modified"]))
+        store_collections.forget_instances(conn)
 
 
 def _put_objects(conn: Connection, export: Export, ids: dict[str, int]) -> int:

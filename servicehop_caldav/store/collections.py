@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
 
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import calendar_instances, calendars, check_key
 from servicehop_caldav.store.records import CalendarState, Instance
 
@@ -44,15 +45,41 @@ _BY_PATH = _INSTANCES.where(_i.path == bindparam("path"))  # built once (see sto
 _PATH_AND_PARENT = _INSTANCES.where(or_(_i.path == bindparam("path"), _i.path == bindparam("parent")))
 
 
+# Memo kind (servicehop_caldav.db.memo): path -> Instance or None, as read in
+# this transaction. A request looks its path up more than once (Radicale's
+# PUT discovers the path, then the parent); any write to instances or to a
+# calendar's revision forgets them all (the Instance carries the revision).
+_MEMO = "instances"
+
+
+def forget_instances(conn: Connection) -> None:
+    """Instances read earlier in this transaction are read again (a writer
+    outside this module changed calendar_instances or calendars)."""
+    memo.forget(conn, _MEMO)
+
+
 def get_instance(conn: Connection, path: str) -> Instance | None:
+    known = memo.memo(conn, _MEMO)
+    if path in known:
+        found: Instance | None = known[path]
+        return found
     row = conn.execute(_BY_PATH, {"path": path}).first()
-    return _instance(row) if row is not None else None
+    instance = known[path] = _instance(row) if row is not None else None
+    return instance
 
 
 def get_path_and_parent(conn: Connection, path: str, parent: str) -> dict[str, Instance]:
-    """The instances at ``path`` and ``parent`` (those that exist), in one query."""
+    """The instances at ``path`` and ``parent`` (those that exist), in one
+    query, or none when this transaction has read what the caller needs
+    (the path; the parent too when there is nothing at the path)."""
+    known = memo.memo(conn, _MEMO)
+    if path in known and (known[path] is not None or parent in known):
+        return {p: known[p] for p in (path, parent) if known.get(p) is not None}
     rows = conn.execute(_PATH_AND_PARENT, {"path": path, "parent": parent})
-    return {row.path: _instance(row) for row in rows}
+    found = {row.path: _instance(row) for row in rows}
+    known[path] = found.get(path)
+    known[parent] = found.get(parent)
+    return found
 
 
 def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
@@ -86,9 +113,11 @@ def mount_instance(
     """
     assert path, "the root collection always exists"
     check_key("path", path)
+    forget_instances(conn)
     parent = parent_of(path)
     if parent and get_instance(conn, parent) is None:
         create_instance(conn, parent, {})
+    forget_instances(conn)  # the parent made above, the path now mounted
     conn.execute(
         insert(calendar_instances).values(
             calendar_id=calendar_id,
@@ -109,6 +138,8 @@ def delete_instance_tree(conn: Connection, path: str) -> None:
     A calendar goes with its last instance; its objects and change log go
     with it (ON DELETE CASCADE).
     """
+    # Everything: objects go with their calendars, and ids may be reused.
+    memo.forget(conn)
     prefix = path + "/"
     where = or_(
         calendar_instances.c.path == path,
@@ -135,6 +166,7 @@ def delete_instance_tree(conn: Connection, path: str) -> None:
 def set_props(conn: Connection, instance_id: int, calendar_id: int, props: Mapping[str, str]) -> str:
     props_json = props_to_json(props)
     now = time.time()
+    forget_instances(conn)
     conn.execute(
         update(calendar_instances)
         .where(calendar_instances.c.id == instance_id)
@@ -153,11 +185,16 @@ def calendar_state(conn: Connection, calendar_id: int) -> CalendarState:
     return CalendarState(calendar_id, row.sync_salt, row.revision, row.modified)
 
 
+_BUMP = (
+    update(calendars)
+    .where(calendars.c.id == bindparam("b_id"))
+    .values(revision=calendars.c.revision + 1, modified=bindparam("b_modified"))
+    .returning(calendars.c.revision)
+)  # built once: every write runs it
+
+
 def bump_revision(conn: Connection, calendar_id: int) -> int:
     """Advance the calendar's revision (caller holds the write lock)."""
-    return conn.execute(
-        update(calendars)
-        .where(calendars.c.id == calendar_id)
-        .values(revision=calendars.c.revision + 1, modified=time.time())
-        .returning(calendars.c.revision)
-    ).scalar_one()
+    forget_instances(conn)
+    revision: int = conn.execute(_BUMP, {"b_id": calendar_id, "b_modified": time.time()}).scalar_one()
+    return revision

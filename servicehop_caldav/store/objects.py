@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Connection, Select, bindparam, delete, exists, insert, or_, select, update
 
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import (
     OP_ADDED,
     OP_DELETED,
@@ -56,8 +57,21 @@ def _rows(conn: Connection, query: Select, params: dict[str, object] | None = No
 _BY_HREF = select(*_COLUMNS).where(_o.calendar_id == bindparam("calendar_id"), _o.href == bindparam("href"))
 
 
+# Memo kind (servicehop_caldav.db.memo): (calendar_id, href) -> StoredObject or
+# None, as read in this transaction. Radicale's PUT discovers the href, then
+# the plugin reads the old object again to upload; put_object and
+# delete_object forget the href they write.
+_MEMO = "objects"
+
+
 def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
-    return next(_rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None)
+    known = memo.memo(conn, _MEMO)
+    key = (calendar_id, href)
+    if key in known:
+        found: StoredObject | None = known[key]
+        return found
+    obj = known[key] = next(_rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None)
+    return obj
 
 
 def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
@@ -73,6 +87,18 @@ def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dic
 
 def all_objects(conn: Connection, calendar_id: int) -> Iterator[StoredObject]:
     return _rows(conn, select(*_COLUMNS).where(_o.calendar_id == calendar_id).order_by(_o.href))
+
+
+def objects_page(conn: Connection, calendar_id: int, after: str | None, limit: int) -> list[StoredObject]:
+    """Up to ``limit`` objects in href order, those after ``after`` (None:
+    from the first): :func:`all_objects` a page at a time, so a reader of a
+    whole calendar holds one page of decrypted texts, not all of them, and
+    no cursor stays open between pages (psycopg would fetch a whole result
+    anyway)."""
+    query = select(*_COLUMNS).where(_o.calendar_id == calendar_id)
+    if after is not None:
+        query = query.where(_o.href > after)
+    return list(_rows(conn, query.order_by(_o.href).limit(limit)))
 
 
 def all_hrefs(conn: Connection, calendar_id: int) -> list[str]:
@@ -183,14 +209,31 @@ def objects_matching_range(
         yield obj, fully or (known and row.name == "VCALENDAR")
 
 
+_HAS_UID = select(exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid")))
+
+
 def has_uid(conn: Connection, calendar_id: int, uid: str) -> bool:
-    return bool(
-        conn.execute(select(exists().where(_o.calendar_id == calendar_id, _o.uid == uid))).scalar()
-    )
+    return bool(conn.execute(_HAS_UID, {"calendar_id": calendar_id, "uid": uid}).scalar())
 
 
-def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) -> StoredObject:
-    """Insert or replace the object at ``href`` and log the change."""
+# Built once, executed with the row's values as parameters: building
+# ``.values(**row)`` per call cost more than running the statement.
+_UPDATE = (
+    update(calendar_objects)
+    .where(_o.calendar_id == bindparam("b_calendar_id"), _o.href == bindparam("b_href"))
+    .returning(_o.id)
+)
+_INSERT = insert(calendar_objects).returning(_o.id)
+
+
+def put_object(
+    conn: Connection, calendar_id: int, href: str, obj: NewObject, replacing: bool | None = None
+) -> StoredObject:
+    """Insert or replace the object at ``href`` and log the change.
+
+    ``replacing``: False when the caller read, in this transaction, that
+    there is no object at ``href``: only the INSERT runs. Otherwise the
+    UPDATE, then the INSERT if it found no row."""
     check_key("href", href)
     check_key("UID", obj.uid)
     data, key_id = codec.encode(conn, obj.text)
@@ -208,16 +251,16 @@ def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) ->
         data=data,
         occurrences_until=None if obj.occurrences is None else obj.occurrences.until,
     )
-    object_id = conn.execute(
-        update(calendar_objects)
-        .where(_o.calendar_id == calendar_id, _o.href == href)
-        .values(**values)
-        .returning(_o.id)
-    ).scalar_one_or_none()
+    memo.memo(conn, _MEMO).pop((calendar_id, href), None)
+    object_id = None
+    if replacing is not False:
+        object_id = conn.execute(
+            _UPDATE, {**values, "b_calendar_id": calendar_id, "b_href": href}
+        ).scalar_one_or_none()
     updated = object_id is not None
     if object_id is None:
         object_id = conn.execute(
-            insert(calendar_objects).values(calendar_id=calendar_id, href=href, **values).returning(_o.id)
+            _INSERT, {**values, "calendar_id": calendar_id, "href": href}
         ).scalar_one()
     store_occurrences.write_spans(conn, object_id, obj.occurrences, replace=updated)
     record_change(conn, calendar_id, href, OP_MODIFIED if updated else OP_ADDED)
@@ -226,6 +269,7 @@ def put_object(conn: Connection, calendar_id: int, href: str, obj: NewObject) ->
 
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
     """Delete the object at ``href``; False if there was none."""
+    memo.memo(conn, _MEMO).pop((calendar_id, href), None)
     deleted = conn.execute(
         delete(calendar_objects).where(_o.calendar_id == calendar_id, _o.href == href)
     ).rowcount

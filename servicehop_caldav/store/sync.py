@@ -38,12 +38,13 @@ def token_revision(state: CalendarState, token: str) -> int:
     return revision
 
 
+_LOG = insert(calendar_changes)  # built once: every write runs it
+
+
 def record_change(conn: Connection, calendar_id: int, href: str, operation: int) -> int:
     revision = bump_revision(conn, calendar_id)
     conn.execute(
-        insert(calendar_changes).values(
-            calendar_id=calendar_id, revision=revision, href=href, operation=operation
-        )
+        _LOG, {"calendar_id": calendar_id, "revision": revision, "href": href, "operation": operation}
     )
     return revision
 
