@@ -6,7 +6,7 @@ a letter or digit: ``directory.store.check_slug``), and the application
 answers it before Radicale's authentication, rights and storage see the
 request.
 
-200 ``{"status": "ok", "schema": 4, "pid": 1234}`` when a read transaction
+200 ``{"status": "ok", "schema": 5, "pid": 1234}`` when a read transaction
 on the database answers within ``TIMEOUT_SECONDS``, the schema is the
 version this code runs, and the process's key still fits the database:
 its newest key is the database's newest (after ``rotate-key`` registers a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Select, bindparam, delete, exists, insert, or_, select, update
 
@@ -37,19 +38,24 @@ _COLUMNS = (
 _IN_CHUNK = 500
 
 
+def _stored(conn: Connection, row: Any) -> StoredObject:
+    """The object of a row of :data:`_COLUMNS`, its data decrypted."""
+    return StoredObject(
+        href=row.href,
+        uid=row.uid,
+        etag=row.etag,
+        name=row.name,
+        component=row.component,
+        first_occurrence=row.first_occurrence,
+        last_occurrence=row.last_occurrence,
+        modified=row.modified,
+        text=codec.decode(conn, row.data, row.key_id),
+    )
+
+
 def _rows(conn: Connection, query: Select, params: dict[str, object] | None = None) -> Iterator[StoredObject]:
     for row in conn.execute(query, params or {}):
-        yield StoredObject(
-            href=row.href,
-            uid=row.uid,
-            etag=row.etag,
-            name=row.name,
-            component=row.component,
-            first_occurrence=row.first_occurrence,
-            last_occurrence=row.last_occurrence,
-            modified=row.modified,
-            text=codec.decode(conn, row.data, row.key_id),
-        )
+        yield _stored(conn, row)
 
 
 # Built once: SQLAlchemy memoizes a statement's cache key on the statement,
@@ -195,18 +201,7 @@ def objects_matching_range(
         fully = start <= row.first_occurrence or row.last_occurrence <= end
         # Radicale's comp_match also wants the item's name to be VCALENDAR.
         known = row.occurrences_until is not None and row.occurrences_until > end
-        obj = StoredObject(
-            href=row.href,
-            uid=row.uid,
-            etag=row.etag,
-            name=row.name,
-            component=row.component,
-            first_occurrence=row.first_occurrence,
-            last_occurrence=row.last_occurrence,
-            modified=row.modified,
-            text=codec.decode(conn, row.data, row.key_id),
-        )
-        yield obj, fully or (known and row.name == "VCALENDAR")
+        yield _stored(conn, row), fully or (known and row.name == "VCALENDAR")
 
 
 _HAS_UID = select(exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid")))
