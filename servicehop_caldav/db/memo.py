@@ -12,12 +12,14 @@ transaction ends. Writers of the rows behind an entry forget it
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 
 _KEY = "servicehop_memo"
+
+T = TypeVar("T")
 
 
 def memo(conn: Connection, kind: str) -> dict[Hashable, Any]:
@@ -34,6 +36,17 @@ def memo(conn: Connection, kind: str) -> dict[Hashable, Any]:
     if entries is None:
         entries = kinds[kind] = {}
     return entries
+
+
+def once(conn: Connection, kind: str, key: Hashable, read: Callable[[], T]) -> T:
+    """``read()``'s answer for ``key``, read at most once per transaction
+    (a None answer is kept too: nothing there is also an answer)."""
+    known = memo(conn, kind)
+    if key in known:
+        found: T = known[key]
+        return found
+    value = known[key] = read()
+    return value
 
 
 def forget(conn: Connection, *kinds: str) -> None:

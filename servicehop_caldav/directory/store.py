@@ -105,13 +105,11 @@ _DEPARTMENTS = "departments"
 
 
 def get_department(conn: Connection, id_: str) -> Department | None:
-    known = memo.memo(conn, _DEPARTMENTS)
-    if id_ in known:
-        found: Department | None = known[id_]
-        return found
-    row = conn.execute(_DEPARTMENT, {"id": id_}).first()
-    department = known[id_] = _department(row) if row is not None else None
-    return department
+    def read() -> Department | None:
+        row = conn.execute(_DEPARTMENT, {"id": id_}).first()
+        return _department(row) if row is not None else None
+
+    return memo.once(conn, _DEPARTMENTS, id_, read)
 
 
 def list_departments(conn: Connection) -> list[Department]:

@@ -59,13 +59,11 @@ def forget_instances(conn: Connection) -> None:
 
 
 def get_instance(conn: Connection, path: str) -> Instance | None:
-    known = memo.memo(conn, _MEMO)
-    if path in known:
-        found: Instance | None = known[path]
-        return found
-    row = conn.execute(_BY_PATH, {"path": path}).first()
-    instance = known[path] = _instance(row) if row is not None else None
-    return instance
+    def read() -> Instance | None:
+        row = conn.execute(_BY_PATH, {"path": path}).first()
+        return _instance(row) if row is not None else None
+
+    return memo.once(conn, _MEMO, path, read)
 
 
 def get_path_and_parent(conn: Connection, path: str, parent: str) -> dict[str, Instance]:

@@ -71,13 +71,8 @@ _MEMO = "objects"
 
 
 def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
-    known = memo.memo(conn, _MEMO)
-    key = (calendar_id, href)
-    if key in known:
-        found: StoredObject | None = known[key]
-        return found
-    obj = known[key] = next(_rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None)
-    return obj
+    return memo.once(conn, _MEMO, (calendar_id, href), lambda: next(
+        _rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None))
 
 
 def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
