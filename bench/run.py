@@ -243,7 +243,7 @@ def _calendar_rows(writers: int) -> list[tuple[str, str, str]]:
 CONDITIONS = [
     "  every server a subprocess on 127.0.0.1, run one after the other, fresh data each; persistent "
     "connections (requests.Session), one untimed PROPFIND before timing; reads get one untimed warm-up",
-    "  auth: stock Radicale htpasswd (plain), Xandikos none (single user), servicehop its scrypt logins "
+    "  auth: stock Radicale htpasswd (plain), Xandikos none (single user), servicehop its Argon2id logins "
     "with cache_logins (each session logs in before the clock starts)",
     "  durability as shipped: stock Radicale fsyncs each write (filesystem_fsync), Xandikos/dulwich "
     "does not fsync objects, servicehop SQLite is WAL with synchronous=NORMAL, PostgreSQL fsyncs commits",

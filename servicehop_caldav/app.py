@@ -32,6 +32,8 @@ from radicale.app import put as radicale_put
 from servicehop_caldav import health, propfind, refusal, report, request_log, rewritten
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
+# Methods Radicale answers without writing.
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
 
 
 def refusal_response(refused: refusal.Refusal) -> types.WSGIResponse:
@@ -61,7 +63,8 @@ class Application(radicale.Application):
         db = getattr(self._storage, "db", None)
         if db is None:
             return super()._handle_request(environ)
-        with db.request():  # one connection and one read snapshot (Database.request)
+        # One connection and one read snapshot (Database.request).
+        with db.request(writes=environ.get("REQUEST_METHOD", "GET") not in _READ_METHODS):
             return super()._handle_request(environ)
 
     def _answer_refusal(self, result: Any) -> Any:

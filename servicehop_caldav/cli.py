@@ -121,11 +121,11 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from servicehop_caldav import workers
-    from servicehop_caldav.server import limit_malloc_arenas, serve
+    from servicehop_caldav import malloc, workers
+    from servicehop_caldav.server import serve
 
     # First, before any thread (a worker of --workers N comes here too).
-    limit_malloc_arenas()
+    malloc.tune()
     instance = Instance(args.home)
     overrides: dict[str, dict[str, str]] = {"server": {"hosts": f"{args.host}:{args.port}"}}
     if args.log_level:

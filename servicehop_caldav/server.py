@@ -10,11 +10,8 @@ loses nothing that was queued (the supervisor still holds the sockets).
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 import socket
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -26,32 +23,6 @@ from servicehop_caldav.app import Application
 # Radicale's classes, kept before serve() swaps in the inheriting ones.
 _HTTP_SERVER = radicale.server.ParallelHTTPServer
 _HTTPS_SERVER = radicale.server.ParallelHTTPSServer
-
-
-MALLOC_ARENAS = 2
-"""glibc malloc arenas a server process uses (``M_ARENA_MAX``).
-
-Radicale serves each connection in a thread of its own, and glibc gives
-threads their own arenas (up to 8 per core), each keeping what was freed in
-it: with 8 concurrent writers the process held 12 MiB more afterwards, and a
-10,000-item sync peaked 3 MiB higher, than with 2 arenas (the threads mostly
-wait on the database lock and the GIL, so fewer arenas cost no throughput)."""
-_M_ARENA_MAX = -8  # glibc's malloc.h
-
-
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Set glibc's arena limit for this process, before it starts threads;
-    True if set. An operator's ``MALLOC_ARENA_MAX`` (read by glibc at
-    start) wins; elsewhere than Linux, or without ``mallopt``, nothing."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def listening_key(family: int, address: Any) -> tuple[int, str, int]:

@@ -18,10 +18,14 @@ import requests
 from radicale import config as radicale_config
 from radicale_auth_servicehop import Auth
 from requests.auth import HTTPBasicAuth
+from sqlalchemy import select, update
 
+from servicehop_caldav import passwords
+from servicehop_caldav.db.schema import users
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.instance import Instance
 from tests.conftest import Server, start_instance_server
+from tests.test_passwords import scrypt_hash
 
 NON_ASCII_PASSWORD = "blåbær-Æøå-пароль"
 PASSWORDS = {"rita": "rita-pw-1", "sam": "sam-pw-1", "nina": NON_ASCII_PASSWORD}
@@ -116,6 +120,33 @@ def test_password_change_takes_effect_at_once(server: Server) -> None:
             directory.set_password(conn, "rita", "rita-pw-2")
     assert propfind(server, "rita", "rita-pw-1").status_code == 401
     assert propfind(server, "rita", "rita-pw-2").status_code == 207
+
+
+def stored_hash(home: Path, username: str, replace_by: str | None = None) -> str:
+    """The user's stored password hash, after replacing it if asked."""
+    with Instance(home).open() as (db, _keyring):
+        with db.transaction("w") as conn:
+            if replace_by is not None:
+                conn.execute(update(users).where(users.c.username == username)
+                             .values(password_hash=replace_by))
+            return str(conn.execute(select(users.c.password_hash)
+                                    .where(users.c.username == username)).scalar_one())
+
+
+def test_older_and_cheaper_hashes_are_replaced_at_the_next_login(server: Server) -> None:
+    with passwords.cheap_hashes():
+        cheap = passwords.hash_password(PASSWORDS["sam"])
+    for username, older in (("rita", scrypt_hash(PASSWORDS["rita"])), ("sam", cheap)):
+        stored_hash(server.folder, username, replace_by=older)
+        assert propfind(server, username, "wrong").status_code == 401
+        assert stored_hash(server.folder, username) == older  # a refusal changes nothing
+        assert propfind(server, username, PASSWORDS[username]).status_code == 207
+        upgraded = stored_hash(server.folder, username)
+        assert upgraded.startswith("$argon2id$v=19$m=7168,t=5,p=1$"), username
+        assert passwords.verify_password(PASSWORDS[username], upgraded)
+        assert propfind(server, username, PASSWORDS[username]).status_code == 207
+        assert propfind(server, username, "wrong").status_code == 401
+        assert stored_hash(server.folder, username) == upgraded  # once only
 
 
 def test_login_needs_the_exact_username(server: Server) -> None:

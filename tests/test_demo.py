@@ -244,7 +244,9 @@ def test_recipient_employee_and_admin_see_the_demo(database_url: str, tmp_path: 
             caldav.Calendar(client(admin), url=f"http://127.0.0.1:{port}/{other}/overview-vest/").events()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+        # Radicale waits for open connections to end; the clients' idle
+        # keep-alive connections end at its 30 s socket timeout.
+        proc.wait(60)
     assert proc.returncode == 0, proc.communicate()
 
 

@@ -379,7 +379,7 @@ def _waiting_list_works_on_restored(source: Source, restored: Server) -> None:
 def test_export_is_private_and_holds_no_password_hash(source: Source) -> None:
     with source.world.db.transaction("r") as conn:
         hashes = list(conn.execute(select(users.c.password_hash)).scalars())
-    assert hashes and all(h.startswith("scrypt$") for h in hashes)
+    assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     files = [p for p in source.export.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"export.json", "directory.json", "calendars.json", "bookings.json",
                                        "audit.json", "servicehop.toml"}
@@ -388,7 +388,7 @@ def test_export_is_private_and_holds_no_password_hash(source: Source) -> None:
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
         if path.is_file():
             data = path.read_bytes()
-            assert b"scrypt" not in data, path
+            assert b"argon2id" not in data and b"scrypt" not in data, path
             assert not any(h.encode() in data for h in hashes), path
     people = json.loads((source.export / "directory.json").read_text())["users"]
     assert all(set(u) == {"id", "username", "disabled", "name", "email", "address", "phone", "created",

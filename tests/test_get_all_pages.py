@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import radicale_storage_servicehop as plugin
 from radicale import config as radicale_config
 from radicale_storage_servicehop import GET_ALL_PAGE, Storage
@@ -37,9 +36,7 @@ def _event(n: int) -> NewObject:
                      first_occurrence=start, last_occurrence=start + 3600, text=text)
 
 
-def test_get_all_holds_one_page_of_decrypted_objects(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_get_all_holds_one_page_of_decrypted_objects(database_url: str, tmp_path: Path) -> None:
     configuration = radicale_config.load()
     configuration.update(
         server_config(database_url, tmp_path / "server", 5232, {"storage": {"upkeep_interval": "-1"}}),
@@ -55,15 +52,7 @@ def test_get_all_holds_one_page_of_decrypted_objects(
             for n in range(EVENTS):
                 store_objects.put_object(conn, instance.calendar_id, f"e{n:05d}.ics", _event(n))
 
-        decrypted = 0
-        decode = codec.decode
-
-        def counting(*args: object, **kwargs: object) -> str:
-            nonlocal decrypted
-            decrypted += 1
-            return decode(*args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(codec, "decode", counting)
+        codec.decoded.reset()  # the count of objects decoded, from here
         ahead = []
         hrefs = []
         with storage.acquire_lock("r"):
@@ -73,10 +62,10 @@ def test_get_all_holds_one_page_of_decrypted_objects(
             for item in collection.get_all():
                 hrefs.append(item.href)
                 # Decrypted but not yet handed over: at most the rest of a page.
-                ahead.append(decrypted - len(hrefs))
+                ahead.append(codec.decoded.value - len(hrefs))
                 assert f"UID:event-{int(item.href[1:6]):05d}" in item.serialize()
         assert hrefs == [f"e{n:05d}.ics" for n in range(EVENTS)]
-        assert decrypted == EVENTS
+        assert codec.decoded.value == EVENTS
         assert max(ahead) < GET_ALL_PAGE < EVENTS
     finally:
         dispose_shared(database_url)

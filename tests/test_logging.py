@@ -114,26 +114,25 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     home = tmp_path_factory.mktemp("logging") / "instance"
     url = f"sqlite:///{home.parent / 'servicehop.db'}"
     init_instance(home, url)
-    log2_n, passwords.LOG2_N = passwords.LOG2_N, 10  # cheap hashes: not what is tested here
-    db = Database.shared(url)
-    try:
-        keyring = Keyring.from_keys(load_keys(home / "key"))
-        bind_keyring(db, keyring)
-        ids: dict[str, int] = {}
-        with db.transaction("w") as conn:
-            directory.add_department(conn, DEPT, "Avdeling Øst", "Europe/Oslo", "en")
-            for username, (role, name, email, address, phone) in PEOPLE.items():
-                ids[username] = directory.add_user(conn, keyring, username, PASSWORD, name,
-                                                   email, address, phone)
-                directory.add_role(conn, ids[username], DEPT, role)
-        for username in PEOPLE:
-            ensure_provisioned(db, username)
-        inst = Instance(home, url, db, ids)
-        inst.set_conf(delay="0")  # failed logins and 403s are not what is timed here
-        yield inst
-    finally:
-        passwords.LOG2_N = log2_n
-        dispose_shared(url)
+    with passwords.cheap_hashes():  # cheap hashes: not what is tested here
+        db = Database.shared(url)
+        try:
+            keyring = Keyring.from_keys(load_keys(home / "key"))
+            bind_keyring(db, keyring)
+            ids: dict[str, int] = {}
+            with db.transaction("w") as conn:
+                directory.add_department(conn, DEPT, "Avdeling Øst", "Europe/Oslo", "en")
+                for username, (role, name, email, address, phone) in PEOPLE.items():
+                    ids[username] = directory.add_user(conn, keyring, username, PASSWORD, name,
+                                                       email, address, phone)
+                    directory.add_role(conn, ids[username], DEPT, role)
+            for username in PEOPLE:
+                ensure_provisioned(db, username)
+            inst = Instance(home, url, db, ids)
+            inst.set_conf(delay="0")  # failed logins and 403s are not what is timed here
+            yield inst
+        finally:
+            dispose_shared(url)
 
 
 @dataclass

@@ -7,6 +7,7 @@ transaction that read it (``servicehop_caldav.db.memo``)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event
@@ -98,24 +99,82 @@ def test_lookups_are_remembered_within_a_transaction_and_forgotten_by_writes(db:
         assert len(seen) == before + 1
 
 
-def test_a_rolled_back_savepoint_forgets_what_it_read(db: Database) -> None:
-    """The storage plugin's savepoint: what was read inside it may be undone."""
+def test_a_failed_later_write_block_is_undone_alone_and_forgets_what_it_read(db: Database) -> None:
+    """Write blocks after the first get a savepoint: the transaction goes on."""
     from sqlalchemy import delete
 
-    from servicehop_caldav.db import memo
     from servicehop_caldav.db.schema import calendar_objects
 
     with db.transaction("w") as conn:
         instance = store_collections.create_instance(conn, "u/cal", {})
         store_objects.put_object(conn, instance.calendar_id, "a.ics", _obj("a"))
     with db.transaction("w") as conn:
-        with pytest.raises(ZeroDivisionError):
-            try:
-                with conn.begin_nested():
-                    conn.execute(delete(calendar_objects))
-                    assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is None
-                    1 / 0  # noqa: B018
-            except BaseException:
-                memo.forget(conn)  # as radicale_storage_servicehop's Storage.writing
-                raise
+        with db.write_block():
+            store_objects.put_object(conn, instance.calendar_id, "b.ics", _obj("b"))
+        with pytest.raises(ZeroDivisionError), db.write_block():
+            conn.execute(delete(calendar_objects))
+            assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is None
+            1 / 0  # noqa: B018
         assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is not None
+        with db.write_block():
+            store_objects.put_object(conn, instance.calendar_id, "c.ics", _obj("c"))
+    with db.transaction("r") as conn:
+        assert {o.href for o in store_objects.all_objects(conn, instance.calendar_id)} == {
+            "a.ics", "b.ics", "c.ics"}
+
+
+def test_a_failed_first_write_block_rolls_the_whole_transaction_back(db: Database) -> None:
+    """The first block has no savepoint (no round trips for it): when it
+    fails, its transaction rolls back even if the caller carries on, and
+    nothing more can be written in it."""
+    with db.transaction("w") as conn:
+        instance = store_collections.create_instance(conn, "u/cal", {})
+    seen = _statements(db)
+    with db.transaction("w") as conn:  # ends normally: Radicale answers 400 and returns
+        with pytest.raises(ValueError), db.write_block():
+            store_objects.put_object(conn, instance.calendar_id, "a.ics", _obj("a"))
+            raise ValueError("refused after a partial write")
+        with pytest.raises(RuntimeError, match="rolls back"), db.write_block():
+            pass
+    assert "SAVEPOINT" not in seen
+    with db.transaction("r") as conn:
+        assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is None
+    with pytest.raises(RuntimeError, match="outside of a write lock"), db.write_block():
+        pass
+    with db.transaction("r"), pytest.raises(RuntimeError, match="outside of a write lock"), \
+            db.write_block():
+        pass
+
+
+def _in_transaction(conn: Connection) -> bool:
+    """Whether the driver's connection is inside a BEGIN ... COMMIT now."""
+    driver: Any = conn.connection.driver_connection
+    if hasattr(driver, "in_transaction"):  # sqlite3
+        return bool(driver.in_transaction)
+    from psycopg.pq import TransactionStatus
+
+    return bool(driver.info.transaction_status != TransactionStatus.IDLE)
+
+
+def test_a_writing_requests_reads_run_each_on_its_own(db: Database) -> None:
+    """Database.request(writes=True): the login before the write lock needs
+    no snapshot, so no BEGIN and COMMIT around it; reads are still
+    remembered for the (implicit) transaction."""
+    with db.transaction("w") as conn:
+        store_collections.create_instance(conn, "u/cal", {})
+    seen = _statements(db)
+    with db.request(writes=True):
+        with db.transaction("r") as conn:
+            assert store_collections.get_instance(conn, "u/cal") is not None
+            assert not _in_transaction(conn)
+        with db.transaction("r") as conn:
+            assert store_collections.get_instance(conn, "u/cal") is not None  # remembered
+        assert seen == ["SELECT"]
+        with db.transaction("w") as conn:
+            instance = store_collections.get_instance(conn, "u/cal")
+            assert instance is not None and _in_transaction(conn)
+            store_objects.put_object(conn, instance.calendar_id, "a.ics", _obj("a"))
+    with db.request():
+        with db.transaction("r") as conn:
+            assert store_collections.get_instance(conn, "u/cal") is not None
+            assert _in_transaction(conn)

@@ -113,23 +113,22 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     home = tmp / "instance"
     made = run_cli("init", "--home", str(home), "--database-url", url)
     assert made.returncode == 0, made.stderr
-    log2_n, passwords.LOG2_N = passwords.LOG2_N, 10  # cheap hashes for the people added here
-    keyring = Keyring.from_keys(load_keys(home / "key"))
-    db = Database.shared(url)
-    bind_keyring(db, keyring)
-    world = BookingWorld(Front(""), url, home, db, keyring)  # type: ignore[arg-type]
-    processes: list[ServeProcess] = []
-    try:
-        taken: set[int] = set()
-        processes += [start_serve(world, taken), start_serve(world, taken)]
-        world.server.url = processes[0].url
-        yield Pair(world, *processes)
-    finally:
-        for p in processes:
-            p.stop()
-        passwords.LOG2_N = log2_n
-        world.close()
-        drop()
+    with passwords.cheap_hashes():  # cheap hashes for the people added here
+        keyring = Keyring.from_keys(load_keys(home / "key"))
+        db = Database.shared(url)
+        bind_keyring(db, keyring)
+        world = BookingWorld(Front(""), url, home, db, keyring)  # type: ignore[arg-type]
+        processes: list[ServeProcess] = []
+        try:
+            taken: set[int] = set()
+            processes += [start_serve(world, taken), start_serve(world, taken)]
+            world.server.url = processes[0].url
+            yield Pair(world, *processes)
+        finally:
+            for p in processes:
+                p.stop()
+            world.close()
+            drop()
 
 
 def request(world: BookingWorld, user: str, base: str, method: str, path: str,

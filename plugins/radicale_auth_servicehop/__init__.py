@@ -9,8 +9,10 @@ Configure with::
     cache_successful_logins_expiry = 900
 
 The users live in the database named by ``[storage] database_url`` (the
-servicehop storage plugin's option). Passwords are salted scrypt hashes
-(``servicehop_caldav.passwords``), verified in constant time.
+servicehop storage plugin's option). Passwords are salted Argon2id hashes
+(``servicehop_caldav.passwords``), verified in constant time. A hash of an
+earlier version (scrypt) or below today's cost is replaced at the user's next
+successful login, when the password is known.
 
 Every refusal looks and costs the same: an unknown user is verified against
 a dummy hash, a disabled user's password is verified before the refusal,
@@ -23,7 +25,7 @@ success after ``user disable`` or ``user passwd``). Instead this plugin
 remembers, per user, a keyed digest of the last password that verified and
 the hash it verified against; every request still reads the user's row, so
 disabling a user or changing a password takes effect on the next request,
-and only the scrypt work is saved. Failures are never cached.
+and only the hashing work is saved. Failures are never cached.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from radicale_storage_servicehop import database_url_of
 
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.passwords import dummy_hash, verify_password
+from servicehop_caldav.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from servicehop_caldav.provisioning import ensure_provisioned
 
 
@@ -113,6 +115,18 @@ class Auth(auth.BaseAuth):
         if not verify_password(password, stored):
             logger.debug("login refused: wrong password")
             return ""
+        if needs_rehash(stored):
+            stored = self._rehash(login, password, stored)
         self._store(login, password, stored)
         ensure_provisioned(self._db, login)
         return login
+
+    def _rehash(self, login: str, password: str, stored: str) -> str:
+        """The user's hash at today's cost, written unless the password
+        changed meanwhile; the hash this login now matches."""
+        new = hash_password(password)
+        with self._db.transaction("w") as conn:
+            if directory.upgrade_password_hash(conn, login, stored, new):
+                logger.info("servicehop auth: a password hash was upgraded to the current cost")
+                return new
+        return stored

@@ -42,7 +42,6 @@ from sqlalchemy import Connection
 
 from servicehop_caldav import rewritten
 from servicehop_caldav.crypto import Keyring
-from servicehop_caldav.db import memo
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
 from servicehop_caldav.desk import views as desk_views
@@ -538,17 +537,10 @@ class Storage(storage.BaseStorage):
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
-        """A savepoint in the request's write transaction."""
-        conn = self.db.current()
-        if conn is None or not self.db.writing:
-            raise RuntimeError("storage write outside of a write lock")
-        try:
-            with conn.begin_nested():
-                yield conn
-        except BaseException:
-            # What was read inside the savepoint may have been undone with it.
-            memo.forget(conn)
-            raise
+        """One write of the request's write transaction, undone as a whole
+        if it fails (:meth:`Database.write_block`)."""
+        with self.db.write_block() as conn:
+            yield conn
 
     # -- discovery -------------------------------------------------------
 
@@ -565,17 +557,17 @@ class Storage(storage.BaseStorage):
         sane_path = pathutils.strip_path(path)
         with self.reading() as conn:
             if sane_path:
-                # The path and its parent in one query: a GET of an item
-                # needs both (the path is not a collection).
                 parent_path, href = posixpath.split(sane_path)
-                found = store_collections.get_path_and_parent(conn, sane_path, parent_path)
-                instance = found.get(sane_path)
+                if parent_path:
+                    # The path, its parent and the parent's member of that
+                    # name in one query: a GET of an item needs all three.
+                    instance, parent, obj = store_objects.get_path_and_member(
+                        conn, sane_path, parent_path, href)
+                else:
+                    instance = store_collections.get_instance(conn, sane_path)
+                    parent = obj = None
                 if instance is None:
-                    parent = found.get(parent_path) if parent_path else None
-                    if parent is None:
-                        return
-                    obj = store_objects.get_object(conn, parent.calendar_id, href)
-                    if obj is not None:
+                    if parent is not None and obj is not None:
                         yield Collection(self, parent_path, parent)._item(obj)
                     return
             else:

@@ -9,13 +9,14 @@ readers see one snapshot (REPEATABLE READ) for the whole request.
 
 from __future__ import annotations
 
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Transaction, create_engine, event, text
+from sqlalchemy import Connection, Engine, Transaction, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 
 from servicehop_caldav.db import memo
@@ -50,8 +51,31 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_size=10, max_overflow=10)
+        _configure_postgresql(engine)
+        return engine
     raise DatabaseError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def peer_closed(fd: int) -> bool:
+    """Whether the server ended the idle connection on socket ``fd``: an idle
+    connection has nothing to read, so anything readable (end of file, or
+    the server's "terminating connection" message) means it is gone."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # Instead of SQLAlchemy's pre-ping (a SELECT 1, one round trip per
+        # request): a connection the server closed (a restart, a terminated
+        # backend, a cut relay) is seen on its socket without asking, and
+        # replaced by a new one before the request uses it. What neither
+        # sees, a host gone silent, the health check's deadline answers.
+        if dbapi_connection.closed or peer_closed(dbapi_connection.fileno()):
+            raise exc.DisconnectionError("the database closed this pooled connection")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -68,7 +92,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(conn.info.get("servicehop_begin", "BEGIN"))
+        begin = conn.info.get("servicehop_begin", "BEGIN")
+        if begin:  # "": each statement on its own (Database.request, writes=True)
+            # Straight to the driver: SQLAlchemy's execution path (events,
+            # result set-up) costs more than the BEGIN itself.
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
 
 @dataclass
@@ -80,6 +108,9 @@ class _Scope:
     mode: str
     transaction: Transaction
     depth: int = 0
+    # Write blocks begun in it (Database.write_block), and whether one failed.
+    blocks: int = 0
+    doomed: bool = False
 
 
 @dataclass
@@ -87,6 +118,8 @@ class _Request:
     """One request on a thread: the connection its transactions share."""
 
     connection: Connection | None = None
+    # A request that comes to write: its reads need no snapshot (see request).
+    writes: bool = False
 
 
 @dataclass
@@ -152,12 +185,14 @@ class Database:
                 if request is not None:
                     request.connection = conn
             try:
+                each_statement = mode == "r" and request is not None and request.writes
                 if self.backend == "sqlite":
-                    conn.info["servicehop_begin"] = "BEGIN IMMEDIATE" if mode == "w" else "BEGIN"
+                    conn.info["servicehop_begin"] = (
+                        "BEGIN IMMEDIATE" if mode == "w" else "" if each_statement else "BEGIN")
                 else:
-                    conn = conn.execution_options(
-                        isolation_level="READ COMMITTED" if mode == "w" else "REPEATABLE READ"
-                    )
+                    conn = conn.execution_options(isolation_level=(
+                        "READ COMMITTED" if mode == "w" else "AUTOCOMMIT" if each_statement
+                        else "REPEATABLE READ"))
                 transaction = conn.begin()
                 try:
                     if mode == "w" and self.backend == "postgresql":
@@ -180,6 +215,7 @@ class Database:
         """Commit (or roll back) the thread's transaction and let its
         connection go, unless the request holds it."""
         self._local.scope = None
+        failed = failed or scope.doomed
         try:
             memo.clear(scope.connection)
             if failed:
@@ -210,20 +246,50 @@ class Database:
         conn.close()
 
     @contextmanager
-    def request(self) -> Iterator[None]:
+    def write_block(self) -> Iterator[Connection]:
+        """Writes in the thread's write transaction that happen all or not at
+        all while the transaction goes on. The transaction's first block
+        needs no savepoint: if it fails, nothing else has been written and
+        the whole transaction rolls back when it ends (whatever its block
+        says), and no later block may write in it. Later blocks each get a
+        savepoint. On PostgreSQL that saves a request writing once the
+        SAVEPOINT and RELEASE round trips."""
+        scope: _Scope | None = getattr(self._local, "scope", None)
+        if scope is None or scope.mode != "w":
+            raise RuntimeError("storage write outside of a write lock")
+        if scope.doomed:
+            raise RuntimeError("a write failed earlier in this transaction, which rolls back")
+        conn = scope.connection
+        scope.blocks += 1
+        try:
+            if scope.blocks == 1:
+                yield conn
+            else:
+                with conn.begin_nested():
+                    yield conn
+        except BaseException:
+            scope.doomed = scope.doomed or scope.blocks == 1
+            # What was read inside the block may have been undone with it.
+            memo.forget(conn)
+            raise
+
+    @contextmanager
+    def request(self, writes: bool = False) -> Iterator[None]:
         """One HTTP request on this thread: its transactions share one
-        connection (one pool checkout, and on PostgreSQL one liveness ping,
-        instead of one per transaction), and its reads one read transaction:
-        Radicale reads the login, the rights, the principal and then the
-        answer each in a block of its own, which were four snapshots (on
-        PostgreSQL each a BEGIN and a COMMIT, a round trip each) and are now
-        one, ended when the request ends. A write block commits that read
-        first and takes the write lock as always, so a request never holds
-        a read open while it waits for the lock. Nested calls join."""
+        connection (one pool checkout instead of one per transaction), and
+        its reads one read transaction: Radicale reads the login, the
+        rights, the principal and then the answer each in a block of its
+        own, which were four snapshots (on PostgreSQL each a BEGIN and a
+        COMMIT, a round trip each) and are now one, ended when the request
+        ends. A write block commits that read first and takes the write
+        lock as always, so a request never holds a read open while it waits
+        for the lock. A request that ``writes`` (PUT, DELETE, ...) reads
+        only its login before the lock, which needs no snapshot: its reads
+        run each on its own, without BEGIN and COMMIT. Nested calls join."""
         if getattr(self._local, "request", None) is not None:
             yield
             return
-        request = _Request()
+        request = _Request(writes=writes)
         self._local.request = request
         failed = True
         try:

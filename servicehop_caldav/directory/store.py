@@ -12,9 +12,10 @@ from sqlalchemy.exc import IntegrityError
 
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db import memo
-from servicehop_caldav.db.schema import ROLES, departments, user_roles, users
+from servicehop_caldav.db.schema import ROLES, calendar_instances, departments, user_roles, users
 from servicehop_caldav.passwords import hash_password
 from servicehop_caldav.store import codec
+from servicehop_caldav.store import collections as store_collections
 
 LANGUAGES = ("nb", "en")
 # Ids and usernames are path segments of calendar URLs: keep them plain.
@@ -201,15 +202,25 @@ def username_of(conn: Connection, user_id: int) -> str | None:
     return conn.execute(select(users.c.username).where(users.c.id == user_id)).scalar_one_or_none()
 
 
-_CREDENTIALS = select(users.c.password_hash, users.c.disabled).where(
-    users.c.username == bindparam("username")
-)  # built once: every request reads it
+# Built once: every request reads it. The user's home (the calendar
+# instance at their username) comes along: Radicale looks it up next.
+_CREDENTIALS = (
+    select(users.c.password_hash, users.c.disabled, *store_collections.INSTANCE_COLUMNS)
+    .select_from(users.outerjoin(store_collections.INSTANCES_WITH_CALENDARS,
+                                 calendar_instances.c.path == users.c.username))
+    .where(users.c.username == bindparam("username"))
+)
 
 
 def credentials_of(conn: Connection, username: str) -> tuple[str, bool] | None:
-    """(password hash, disabled) of ``username``, or None if there is no such user."""
+    """(password hash, disabled) of ``username``, or None if there is no
+    such user; the home read with it is remembered for the transaction."""
     row = conn.execute(_CREDENTIALS, {"username": username}).first()
-    return (row.password_hash, bool(row.disabled)) if row is not None else None
+    if row is None:
+        return None
+    store_collections.remember(
+        conn, username, store_collections.instance_of(row) if row.calendar_id is not None else None)
+    return row.password_hash, bool(row.disabled)
 
 
 def set_password(conn: Connection, username: str, password: str) -> None:
@@ -218,6 +229,14 @@ def set_password(conn: Connection, username: str, password: str) -> None:
     if not conn.execute(update(users).where(users.c.username == username)
                         .values(password_hash=hash_password(password))).rowcount:
         raise DirectoryError(f"no user {username!r}")
+
+
+def upgrade_password_hash(conn: Connection, username: str, old_hash: str, new_hash: str) -> bool:
+    """Replace ``old_hash`` by ``new_hash`` (the same password at today's
+    cost), unless the password changed meanwhile; True if replaced."""
+    return bool(conn.execute(update(users).where(
+        users.c.username == username, users.c.password_hash == old_hash,
+    ).values(password_hash=new_hash)).rowcount)
 
 
 def set_disabled(conn: Connection, username: str, disabled: bool) -> None:
@@ -271,18 +290,20 @@ def enabled_members(conn: Connection, keyring: Keyring, department_id: str, role
     """The enabled people holding ``role`` in ``department_id``, by username:
     one query, and only their name and e-mail decrypted (every booking reads
     the department's staff)."""
-    query = (
-        select(users.c.id, users.c.username, users.c.key_id, users.c.name_enc, users.c.email_enc)
-        .where(users.c.disabled.is_(False), users.c.id.in_(
-            select(user_roles.c.user_id).where(user_roles.c.department_id == department_id,
-                                               user_roles.c.role == role)))
-        .order_by(users.c.username)
-    )
     return [
         Member(row.id, row.username, _decrypt(keyring, row.key_id, "name", row.name_enc) or "",
                _decrypt(keyring, row.key_id, "email", row.email_enc) or "")
-        for row in conn.execute(query)
+        for row in conn.execute(_ENABLED_MEMBERS, {"department_id": department_id, "role": role})
     ]
+
+
+_ENABLED_MEMBERS = (  # built once (see store.objects): every booking reads it
+    select(users.c.id, users.c.username, users.c.key_id, users.c.name_enc, users.c.email_enc)
+    .where(users.c.disabled.is_(False), users.c.id.in_(
+        select(user_roles.c.user_id).where(user_roles.c.department_id == bindparam("department_id"),
+                                           user_roles.c.role == bindparam("role"))))
+    .order_by(users.c.username)
+)
 
 
 def usernames_by_email(conn: Connection, keyring: Keyring, email: str) -> list[str]:

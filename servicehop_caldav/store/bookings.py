@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, delete, insert, select, update
 
 from servicehop_caldav.db.schema import BOOKING_STATUSES, bookings
 
@@ -88,15 +88,33 @@ def find_bookings(
     """The department's bookings with one of ``statuses``, by start (or, with
     ``by_request``, in the order they were asked for), optionally only those
     starting in [starts_from, starts_before) or overlapping ``overlapping``."""
-    query = select(bookings).where(_b.department_id == department_id, _b.status.in_(statuses))
-    if starts_from is not None:
-        query = query.where(_b.start_ts >= starts_from)
-    if starts_before is not None:
-        query = query.where(_b.start_ts < starts_before)
-    if overlapping is not None:
-        query = query.where(_b.start_ts < overlapping[1], _b.end_ts > overlapping[0])
+    shape = (starts_from is not None, starts_before is not None, overlapping is not None, by_request)
+    query = _FIND.get(shape)
+    if query is None:
+        query = _FIND[shape] = _find_query(*shape)
+    params = {"department_id": department_id, "statuses": list(statuses), "starts_from": starts_from,
+              "starts_before": starts_before, "overlap_start": overlapping[0] if overlapping else None,
+              "overlap_end": overlapping[1] if overlapping else None}
+    return [_row(r) for r in conn.execute(query, params)]
+
+
+def _find_query(starts_from: bool, starts_before: bool, overlapping: bool, by_request: bool) -> Select:
+    """:func:`find_bookings`'s statement of one shape, with bound parameters."""
+    query = select(bookings).where(_b.department_id == bindparam("department_id"),
+                                   _b.status.in_(bindparam("statuses", expanding=True)))
+    if starts_from:
+        query = query.where(_b.start_ts >= bindparam("starts_from"))
+    if starts_before:
+        query = query.where(_b.start_ts < bindparam("starts_before"))
+    if overlapping:
+        query = query.where(_b.start_ts < bindparam("overlap_end"), _b.end_ts > bindparam("overlap_start"))
     order = (_b.created, _b.id) if by_request else (_b.start_ts, _b.created, _b.id)
-    return [_row(r) for r in conn.execute(query.order_by(*order))]
+    return query.order_by(*order)
+
+
+# find_bookings' statements by shape, each built once (see store.objects):
+# every booking decision and opening change runs them.
+_FIND: dict[tuple[bool, bool, bool, bool], Select] = {}
 
 
 def booking_for_event(conn: Connection, calendar_id: int, href: str) -> BookingRow | None:

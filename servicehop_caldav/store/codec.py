@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 
 from sqlalchemy import Connection, Engine, func, select
 
@@ -76,13 +77,16 @@ def check_current(conn: Connection, keyring: Keyring) -> None:
     transaction = conn.get_transaction()
     if transaction is not None and conn.info.get(_CHECKED) is transaction:
         return
-    newest = conn.execute(select(func.max(key_checks.c.key_id))).scalar()
+    newest = conn.execute(_NEWEST_KEY).scalar()
     if newest is not None and newest > keyring.current:
         raise StaleKeyError(
             f"the instance key was rotated (key {newest}) after this process loaded key "
             f"{keyring.current}: restart it; nothing was written"
         )
     conn.info[_CHECKED] = transaction
+
+
+_NEWEST_KEY = select(func.max(key_checks.c.key_id))  # built once: every write asks
 
 
 def encode(conn: Connection, text: str) -> tuple[bytes, int | None]:
@@ -96,10 +100,19 @@ def encode(conn: Connection, text: str) -> tuple[bytes, int | None]:
 
 
 def decode(conn: Connection, data: bytes, key_id: int | None) -> str:
-    decoded.add()
-    if key_id is None:
-        return bytes(data).decode("utf-8")
+    return decoder(conn)(data, key_id)
+
+
+def decoder(conn: Connection) -> Callable[[bytes, int | None], str]:
+    """:func:`decode` for many rows of one result: the key looked up once."""
     keyring = keyring_of(conn)
-    if keyring is None:
-        raise ValueError(f"object encrypted with key {key_id}, but no key file is configured")
-    return keyring.decrypt(key_id, data, OBJECT_CONTEXT).decode("utf-8")
+
+    def decode_one(data: bytes, key_id: int | None) -> str:
+        decoded.add()
+        if key_id is None:
+            return bytes(data).decode("utf-8")
+        if keyring is None:
+            raise ValueError(f"object encrypted with key {key_id}, but no key file is configured")
+        return keyring.decrypt(key_id, data, OBJECT_CONTEXT).decode("utf-8")
+
+    return decode_one

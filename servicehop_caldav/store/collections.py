@@ -16,7 +16,9 @@ from servicehop_caldav.db.schema import calendar_instances, calendars, check_key
 from servicehop_caldav.store.records import CalendarState, Instance
 
 _i = calendar_instances.c
-_INSTANCES = select(
+# What an Instance is made of; joined into other modules' lookups too
+# (instance_of reads these names from a row).
+INSTANCE_COLUMNS = (
     _i.id,
     _i.calendar_id,
     _i.path,
@@ -25,7 +27,10 @@ _INSTANCES = select(
     calendars.c.sync_salt,
     calendars.c.revision,
     calendars.c.modified.label("calendar_modified"),
-).join(calendars, calendars.c.id == _i.calendar_id)
+)
+# The instances with their calendars, to join onto from another table.
+INSTANCES_WITH_CALENDARS = calendar_instances.join(calendars, calendars.c.id == _i.calendar_id)
+_INSTANCES = select(*INSTANCE_COLUMNS).select_from(INSTANCES_WITH_CALENDARS)
 
 
 def props_to_json(props: Mapping[str, str]) -> str:
@@ -36,7 +41,8 @@ def parent_of(path: str) -> str:
     return posixpath.dirname(path)
 
 
-def _instance(row: Row[Any]) -> Instance:
+def instance_of(row: Row[Any]) -> Instance:
+    """The Instance of a row holding :data:`INSTANCE_COLUMNS`."""
     state = CalendarState(row.calendar_id, row.sync_salt, row.revision, row.calendar_modified)
     return Instance(row.id, row.path, row.props, row.modified, state)
 
@@ -58,10 +64,22 @@ def forget_instances(conn: Connection) -> None:
     memo.forget(conn, _MEMO)
 
 
+def remember(conn: Connection, path: str, instance: Instance | None) -> None:
+    """Note what another module's statement read at ``path`` in this
+    transaction, so the lookups below do not read it again."""
+    memo.memo(conn, _MEMO)[path] = instance
+
+
+def known(conn: Connection, path: str) -> tuple[bool, Instance | None]:
+    """(read already in this transaction, what was read) for ``path``."""
+    entries = memo.memo(conn, _MEMO)
+    return path in entries, entries.get(path)
+
+
 def get_instance(conn: Connection, path: str) -> Instance | None:
     def read() -> Instance | None:
         row = conn.execute(_BY_PATH, {"path": path}).first()
-        return _instance(row) if row is not None else None
+        return instance_of(row) if row is not None else None
 
     return memo.once(conn, _MEMO, path, read)
 
@@ -74,7 +92,7 @@ def get_path_and_parent(conn: Connection, path: str, parent: str) -> dict[str, I
     if path in known and (known[path] is not None or parent in known):
         return {p: known[p] for p in (path, parent) if known.get(p) is not None}
     rows = conn.execute(_PATH_AND_PARENT, {"path": path, "parent": parent})
-    found = {row.path: _instance(row) for row in rows}
+    found = {row.path: instance_of(row) for row in rows}
     known[path] = found.get(path)
     known[parent] = found.get(parent)
     return found
@@ -82,7 +100,7 @@ def get_path_and_parent(conn: Connection, path: str, parent: str) -> dict[str, I
 
 def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
     rows = conn.execute(_INSTANCES.where(_i.parent_path == parent_path).order_by(_i.path))
-    return [_instance(row) for row in rows]
+    return [instance_of(row) for row in rows]
 
 
 def create_calendar(conn: Connection) -> int:

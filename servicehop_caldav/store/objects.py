@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import (
     OP_ADDED,
     OP_DELETED,
     OP_MODIFIED,
+    calendar_instances,
     calendar_objects,
     check_key,
 )
 from servicehop_caldav.store import codec
+from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import occurrences as store_occurrences
-from servicehop_caldav.store.records import NewObject, StoredObject
+from servicehop_caldav.store.records import Instance, NewObject, StoredObject
 from servicehop_caldav.store.sync import record_change
 
 _o = calendar_objects.c
@@ -38,8 +53,9 @@ _COLUMNS = (
 _IN_CHUNK = 500
 
 
-def _stored(conn: Connection, row: Any) -> StoredObject:
-    """The object of a row of :data:`_COLUMNS`, its data decrypted."""
+def _stored(row: Any, decode: Callable[[bytes, int | None], str]) -> StoredObject:
+    """The object of a row of :data:`_COLUMNS`, its data decrypted
+    (``decode``: :func:`codec.decoder` of the connection)."""
     return StoredObject(
         href=row.href,
         uid=row.uid,
@@ -49,13 +65,14 @@ def _stored(conn: Connection, row: Any) -> StoredObject:
         first_occurrence=row.first_occurrence,
         last_occurrence=row.last_occurrence,
         modified=row.modified,
-        text=codec.decode(conn, row.data, row.key_id),
+        text=decode(row.data, row.key_id),
     )
 
 
 def _rows(conn: Connection, query: Select, params: dict[str, object] | None = None) -> Iterator[StoredObject]:
+    decode = codec.decoder(conn)
     for row in conn.execute(query, params or {}):
-        yield _stored(conn, row)
+        yield _stored(row, decode)
 
 
 # Built once: SQLAlchemy memoizes a statement's cache key on the statement,
@@ -73,6 +90,48 @@ _MEMO = "objects"
 def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
     return memo.once(conn, _MEMO, (calendar_id, href), lambda: next(
         _rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None))
+
+
+_i = calendar_instances.c
+_MEMBER_PREFIX = "member_"
+_PATH_PARENT_AND_MEMBER = (
+    select(*store_collections.INSTANCE_COLUMNS,
+           *(c.label(_MEMBER_PREFIX + c.name) for c in _COLUMNS))
+    .select_from(store_collections.INSTANCES_WITH_CALENDARS.outerjoin(calendar_objects, and_(
+        _i.path == bindparam("parent"), _o.calendar_id == _i.calendar_id, _o.href == bindparam("href"))))
+    .where(or_(_i.path == bindparam("path"), _i.path == bindparam("parent")))
+)
+
+
+def get_path_and_member(
+    conn: Connection, path: str, parent: str, href: str,
+) -> tuple[Instance | None, Instance | None, StoredObject | None]:
+    """What a request path names, in one statement where Radicale's lookups
+    took two: (the instance at ``path``, or else the instance at ``parent``
+    and its member ``href``), None where there is nothing. Remembered for
+    the transaction as the lookups it stands for remember them."""
+    seen, at_path = store_collections.known(conn, path)
+    if at_path is not None:
+        return at_path, None, None
+    seen_parent, at_parent = store_collections.known(conn, parent)
+    if seen and seen_parent:
+        member = get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
+        return None, at_parent, member
+    rows = {row.path: row for row in conn.execute(
+        _PATH_PARENT_AND_MEMBER, {"path": path, "parent": parent, "href": href})}
+    at_path = store_collections.instance_of(rows[path]) if path in rows else None
+    at_parent = store_collections.instance_of(rows[parent]) if parent in rows else None
+    store_collections.remember(conn, path, at_path)
+    store_collections.remember(conn, parent, at_parent)
+    if at_path is not None or at_parent is None:
+        return at_path, at_parent, None
+    row = rows[parent]._mapping
+    member = None
+    if row[_MEMBER_PREFIX + "href"] is not None:
+        member = _stored(SimpleNamespace(**{
+            c.name: row[_MEMBER_PREFIX + c.name] for c in _COLUMNS}), codec.decoder(conn))
+    memo.memo(conn, _MEMO)[(at_parent.calendar_id, href)] = member
+    return None, at_parent, member
 
 
 def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
@@ -176,27 +235,32 @@ def objects_matching_range(
     at all (and is never decoded). Objects without them come back not
     fully matched, for Radicale's filter, as from :func:`objects_in_range`.
     """
-    until = _o.occurrences_until
-    query = select(*_COLUMNS, _o.occurrences_until).where(
-        _o.calendar_id == calendar_id,
-        _o.first_occurrence < end,
-        _o.last_occurrence > start,
-        _o.component == component,
-        or_(
-            # Radicale's fully matched rule (BaseCollection.get_filtered).
-            _o.first_occurrence >= start,
-            _o.last_occurrence <= end,
-            # Occurrences not known as far as this range: Radicale's filter.
-            until.is_(None),
-            until <= end,
-            store_occurrences.exact_match_clause(start, end),
-        ),
-    )
-    for row in conn.execute(query.order_by(_o.href)):
+    decode = codec.decoder(conn)
+    params = {"calendar_id": calendar_id, "component": component, "start": start, "end": end}
+    for row in conn.execute(_MATCHING, params):
         fully = start <= row.first_occurrence or row.last_occurrence <= end
         # Radicale's comp_match also wants the item's name to be VCALENDAR.
         known = row.occurrences_until is not None and row.occurrences_until > end
-        yield _stored(conn, row), fully or (known and row.name == "VCALENDAR")
+        yield _stored(row, decode), fully or (known and row.name == "VCALENDAR")
+
+
+_START: BindParameter[int] = bindparam("start")
+_END: BindParameter[int] = bindparam("end")
+_MATCHING = select(*_COLUMNS, _o.occurrences_until).where(  # built once (see _BY_HREF)
+    _o.calendar_id == bindparam("calendar_id"),
+    _o.first_occurrence < _END,
+    _o.last_occurrence > _START,
+    _o.component == bindparam("component"),
+    or_(
+        # Radicale's fully matched rule (BaseCollection.get_filtered).
+        _o.first_occurrence >= _START,
+        _o.last_occurrence <= _END,
+        # Occurrences not known as far as this range: Radicale's filter.
+        _o.occurrences_until.is_(None),
+        _o.occurrences_until <= _END,
+        store_occurrences.exact_match_clause(_START, _END),
+    ),
+).order_by(_o.href)
 
 
 _HAS_UID = select(exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid")))

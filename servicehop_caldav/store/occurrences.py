@@ -173,7 +173,7 @@ def matches_text(conn: Connection, object_id: int, until: int | None, text: str,
     return found.until == until and sorted(found.spans) == recorded
 
 
-def exact_match_clause(start: int, end: int) -> ColumnElement[bool]:
+def exact_match_clause(start: int | ColumnElement[int], end: int | ColumnElement[int]) -> ColumnElement[bool]:
     """SQL: the object (a ``calendar_objects`` row) has a recorded range
     that Radicale's filter would find overlapping [start, end)."""
     return exists().where(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from servicehop_caldav.db.schema import department_views
 from servicehop_caldav.store.collections import create_calendar
@@ -39,9 +39,12 @@ def _date(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
 
+_BY_DEPARTMENT = select(department_views).where(_v.department_id == bindparam("department_id"))
+
+
 def get_views(conn: Connection, department_id: str) -> Views | None:
     """The department's view calendars, if both exist."""
-    row = conn.execute(select(department_views).where(_v.department_id == department_id)).first()
+    row = conn.execute(_BY_DEPARTMENT, {"department_id": department_id}).first()
     if row is None or row.availability_calendar_id is None or row.overview_calendar_id is None:
         return None
     return Views(

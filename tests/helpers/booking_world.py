@@ -309,19 +309,18 @@ def booking_world(backend: str, tmp: Path) -> Iterator[BookingWorld]:
     """Generator for a module-scoped fixture: the world on ``backend``."""
     url, drop = make_database_url(backend, tmp)
     home = init_instance(tmp / "instance", url).instance.home
-    log2_n, passwords.LOG2_N = passwords.LOG2_N, 10  # cheap hashes: tests are not about them
-    server = start_instance_server(home)
-    keyring = Keyring.from_keys(load_keys(home / "key"))
-    db = Database.shared(url)
-    bind_keyring(db, keyring)
-    world = BookingWorld(server, url, home, db, keyring)
-    try:
-        yield world
-    finally:
-        passwords.LOG2_N = log2_n
-        world.close()
-        server.stop()
-        drop()
+    with passwords.cheap_hashes():  # cheap hashes: tests are not about them
+        server = start_instance_server(home)
+        keyring = Keyring.from_keys(load_keys(home / "key"))
+        db = Database.shared(url)
+        bind_keyring(db, keyring)
+        world = BookingWorld(server, url, home, db, keyring)
+        try:
+            yield world
+        finally:
+            world.close()
+            server.stop()
+            drop()
 
 
 def dump(value: Any) -> str:
