@@ -164,6 +164,9 @@ def handle(environ: dict[str, Any], start_response: Callable[..., Any], app: WSG
 
 
 def _log(environ: dict[str, Any], status: int, seconds: float, size: int) -> None:
+    logger = logging.getLogger(LOGGER)
+    if status < 500 and not logger.isEnabledFor(logging.INFO):
+        return  # nothing below would be written: not worth shaping the path
     method = str(environ.get("REQUEST_METHOD", "")).upper()
     if _METHOD.fullmatch(method) is None:
         method = "?"  # not a method name: whatever it is, not logged
@@ -172,4 +175,4 @@ def _log(environ: dict[str, Any], status: int, seconds: float, size: int) -> Non
     # Health checks are DEBUG whatever they answer: a load balancer polls
     # every few seconds, and a 503 there is the balancer's to act on.
     level = logging.DEBUG if shaped == HEALTH_PATH else logging.ERROR if status >= 500 else logging.INFO
-    logging.getLogger(LOGGER).log(level, "%s", line(method, shaped, status, seconds, size))
+    logger.log(level, "%s", line(method, shaped, status, seconds, size))

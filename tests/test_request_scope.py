@@ -79,12 +79,13 @@ def test_lookups_are_remembered_within_a_transaction_and_forgotten_by_writes(db:
         instance = store_collections.create_instance(conn, "u/cal", {})
     seen = _statements(db)
     with db.transaction("w") as conn:
-        assert store_collections.get_path_and_parent(conn, "u/cal/a.ics", "u/cal")["u/cal"] == instance
-        assert store_collections.get_path_and_parent(conn, "u/cal/a.ics", "u/cal")["u/cal"] == instance
+        for _ in range(2):  # the path, its parent and the member: one statement, once
+            found = store_objects.get_path_and_member(conn, "u/cal/a.ics", "u/cal", "a.ics")
+            assert found == (None, instance, None)
         assert store_collections.get_instance(conn, "u/cal") == instance
+        assert store_collections.get_instance(conn, "u/cal/a.ics") is None
         assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is None
-        assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is None
-        assert seen.count("SELECT") == 2
+        assert seen.count("SELECT") == 1
         # Known to be new: INSERT only, no UPDATE first.
         store_objects.put_object(conn, instance.calendar_id, "a.ics", _obj("a"), replacing=False)
         assert "UPDATE" in seen  # the revision
@@ -139,6 +140,15 @@ def test_a_failed_first_write_block_rolls_the_whole_transaction_back(db: Databas
     assert "SAVEPOINT" not in seen
     with db.transaction("r") as conn:
         assert store_objects.get_object(conn, instance.calendar_id, "a.ics") is None
+    # A block inside the first one that succeeds does not make it safe.
+    with db.transaction("w") as conn:
+        with pytest.raises(ValueError), db.write_block():
+            store_objects.put_object(conn, instance.calendar_id, "b.ics", _obj("b"))
+            with db.write_block():
+                store_objects.put_object(conn, instance.calendar_id, "c.ics", _obj("c"))
+            raise ValueError("refused after the inner block")
+    with db.transaction("r") as conn:
+        assert list(store_objects.all_objects(conn, instance.calendar_id)) == []
     with pytest.raises(RuntimeError, match="outside of a write lock"), db.write_block():
         pass
     with db.transaction("r"), pytest.raises(RuntimeError, match="outside of a write lock"), \

@@ -260,15 +260,16 @@ class Database:
         if scope.doomed:
             raise RuntimeError("a write failed earlier in this transaction, which rolls back")
         conn = scope.connection
+        first = scope.blocks == 0
         scope.blocks += 1
         try:
-            if scope.blocks == 1:
+            if first:
                 yield conn
             else:
                 with conn.begin_nested():
                     yield conn
         except BaseException:
-            scope.doomed = scope.doomed or scope.blocks == 1
+            scope.doomed = scope.doomed or first
             # What was read inside the block may have been undone with it.
             memo.forget(conn)
             raise
@@ -313,11 +314,6 @@ class Database:
         """The connection of the transaction open on this thread, if any."""
         scope: _Scope | None = getattr(self._local, "scope", None)
         return scope.connection if scope is not None else None
-
-    @property
-    def writing(self) -> bool:
-        scope: _Scope | None = getattr(self._local, "scope", None)
-        return scope is not None and scope.mode == "w"
 
     def dispose(self) -> None:
         self.closed.set()

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Row, Select, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, delete, insert, or_, select, update
 
 from servicehop_caldav.db.schema import BOOKING_STATUSES, bookings
 
@@ -159,18 +159,37 @@ def confirmed_spans(
     ``spans``, and those of ``recipient_id`` overlapping ``own_span``; each
     once. Only the columns a decision reads: a decision at 2,000 bookings in
     the horizon runs this on every PUT."""
-    columns = (_b.id, _b.recipient_id, _b.staff_id, _b.start_ts, _b.end_ts)
-    staffed = (_b.department_id == department_id, _b.status == "confirmed", _b.staff_id.is_not(None))
-    found: dict[str, Span] = {}
-    queries = [select(*columns).where(*staffed, _b.start_ts < end, _b.end_ts > start) for start, end in spans]
-    if recipient_id is not None and own_span is not None:
-        queries.append(select(*columns).where(
-            *staffed, _b.recipient_id == recipient_id, _b.start_ts < own_span[1], _b.end_ts > own_span[0]
-        ))
-    for query in queries:
-        for row in conn.execute(query):
-            found.setdefault(row[0], Span(*row))
-    return sorted(found.values(), key=lambda s: (s.start_ts, s.id))
+    own = own_span if recipient_id is not None else None
+    if not spans and own is None:
+        return []
+    shape = (len(spans), own is not None)
+    query = _SPANS.get(shape)
+    if query is None:
+        query = _SPANS[shape] = _spans_query(*shape)
+    params: dict[str, object] = {"department_id": department_id}
+    for i, (start, end) in enumerate(spans):
+        params[f"start{i}"], params[f"end{i}"] = start, end
+    if own is not None:
+        params["recipient_id"], (params["own_start"], params["own_end"]) = recipient_id, own
+    found = [Span(*row) for row in conn.execute(query, params)]
+    return sorted(found, key=lambda s: (s.start_ts, s.id))
+
+
+def _spans_query(spans: int, own: bool) -> Select:
+    """:func:`confirmed_spans`'s statement for ``spans`` spans (and the
+    recipient's own span): one statement, each booking once."""
+    overlapping = [and_(_b.start_ts < bindparam(f"end{i}"), _b.end_ts > bindparam(f"start{i}"))
+                   for i in range(spans)]
+    if own:
+        overlapping.append(and_(_b.recipient_id == bindparam("recipient_id"),
+                                _b.start_ts < bindparam("own_end"), _b.end_ts > bindparam("own_start")))
+    return select(_b.id, _b.recipient_id, _b.staff_id, _b.start_ts, _b.end_ts).where(
+        _b.department_id == bindparam("department_id"), _b.status == "confirmed",
+        _b.staff_id.is_not(None), or_(*overlapping))
+
+
+# confirmed_spans' statements by shape, each built once: every decision runs one.
+_SPANS: dict[tuple[int, bool], Select] = {}
 
 
 def own_spans(conn: Connection, department_id: str, recipient_id: int) -> list[tuple[int, int]]:

@@ -48,7 +48,6 @@ def instance_of(row: Row[Any]) -> Instance:
 
 
 _BY_PATH = _INSTANCES.where(_i.path == bindparam("path"))  # built once (see store.objects)
-_PATH_AND_PARENT = _INSTANCES.where(or_(_i.path == bindparam("path"), _i.path == bindparam("parent")))
 
 
 # Memo kind (servicehop_caldav.db.memo): path -> Instance or None, as read in
@@ -82,20 +81,6 @@ def get_instance(conn: Connection, path: str) -> Instance | None:
         return instance_of(row) if row is not None else None
 
     return memo.once(conn, _MEMO, path, read)
-
-
-def get_path_and_parent(conn: Connection, path: str, parent: str) -> dict[str, Instance]:
-    """The instances at ``path`` and ``parent`` (those that exist), in one
-    query, or none when this transaction has read what the caller needs
-    (the path; the parent too when there is nothing at the path)."""
-    known = memo.memo(conn, _MEMO)
-    if path in known and (known[path] is not None or parent in known):
-        return {p: known[p] for p in (path, parent) if known.get(p) is not None}
-    rows = conn.execute(_PATH_AND_PARENT, {"path": path, "parent": parent})
-    found = {row.path: instance_of(row) for row in rows}
-    known[path] = found.get(path)
-    known[parent] = found.get(parent)
-    return found
 
 
 def child_instances(conn: Connection, parent_path: str) -> list[Instance]:
