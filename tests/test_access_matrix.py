@@ -294,7 +294,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     keyring = Keyring.from_keys(load_keys(home / "key"))
     w = World(server, url, home, keyring)
     # Cheaper password hashes for the test people: a refused login (the
-    # disabled user) costs a full scrypt check on every request, and this
+    # disabled user) costs a full password hash check on every request, and this
     # test is about rights, not hash cost. The cost is stored in each hash.
     with passwords.cheap_hashes():  # not what is measured here
         try:
