@@ -56,10 +56,17 @@ _PROP = xmlutils.make_clark("D:prop")
 # Markers for the template: letters and digits only, so quoting and XML
 # escaping leave them as they are; random, so no calendar can hold them.
 _TOKEN = secrets.token_hex(12)
-_HREF = f"servicehophref{_TOKEN}"
-_ETAG = f"servicehopetag{_TOKEN}"
-_MODIFIED = f"servicehopmodified{_TOKEN}"
-_COMPONENT = f"servicehopcomponent{_TOKEN}"
+
+
+def marker(name: str) -> str:
+    """A template marker named ``name`` (letters only), unique to this process."""
+    return f"servicehop{name}{_TOKEN}"
+
+
+_HREF = marker("href")
+_ETAG = marker("etag")
+_MODIFIED = marker("modified")
+_COMPONENT = marker("component")
 # What urllib's quote() never changes (its safe "/" is never in a name).
 UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 

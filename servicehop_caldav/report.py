@@ -42,7 +42,6 @@ from __future__ import annotations
 import io
 import operator
 import re
-import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from http import client
@@ -80,13 +79,12 @@ _GETETAG = xmlutils.make_clark("D:getetag")
 _GETCONTENTTYPE = xmlutils.make_clark("D:getcontenttype")
 
 # Markers: letters and digits only (quoting and escaping leave them as they
-# are), random (no calendar holds them).
-_TOKEN = secrets.token_hex(12)
-_HREF = f"servicehopreporthref{_TOKEN}"
-_MISSING = f"servicehopreportmissing{_TOKEN}"
-_ETAG = f"servicehopreportetag{_TOKEN}"
-_TEXT = f"servicehopreporttext{_TOKEN}"
-_COMPONENT = f"servicehopreportcomponent{_TOKEN}"
+# are), random (no calendar holds them); see propfind.marker.
+_HREF = propfind.marker("reporthref")
+_MISSING = propfind.marker("reportmissing")
+_ETAG = propfind.marker("reportetag")
+_TEXT = propfind.marker("reporttext")
+_COMPONENT = propfind.marker("reportcomponent")
 # A response in the serialized multistatus: DAV: is Radicale's default
 # namespace, and no marker or escaped value can hold a "<".
 _RESPONSE_OPEN = "<response>"
