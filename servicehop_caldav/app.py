@@ -33,7 +33,10 @@ from servicehop_caldav import health, propfind, refusal, report, request_log, re
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 # Methods Radicale answers without writing.
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PROPFIND", "REPORT"})
+# Requests whose reads share one snapshot. A GET or HEAD reads one
+# statement for an item (a collection's members are read in a snapshot of
+# their own: Database.snapshot); a write reads only its login before the lock.
+_SNAPSHOT_METHODS = frozenset({"OPTIONS", "PROPFIND", "REPORT"})
 
 
 def refusal_response(refused: refusal.Refusal) -> types.WSGIResponse:
@@ -64,7 +67,7 @@ class Application(radicale.Application):
         if db is None:
             return super()._handle_request(environ)
         # One connection and one read snapshot (Database.request).
-        with db.request(writes=environ.get("REQUEST_METHOD", "GET") not in _READ_METHODS):
+        with db.request(snapshot=environ.get("REQUEST_METHOD", "GET") in _SNAPSHOT_METHODS):
             return super()._handle_request(environ)
 
     def _answer_refusal(self, result: Any) -> Any:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servicehop_caldav.booking.availability import Segment, segments, visible_to
+from servicehop_caldav.booking.availability import Segment, segments, stays_free, visible_to
 from servicehop_caldav.booking.model import Booking, Interval, Rules, Window, instant
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -576,3 +576,49 @@ def test_visible_to_hides_exactly_busy_segments_inside_own_bookings(
         if not seg.free:
             # Split at booking edges: a shown busy segment overlaps no own booking.
             assert not any(o.overlaps(Interval(seg.start, seg.end)) for o in own)
+
+
+@PROPERTY
+@given(scenarios(), st.data())
+def test_a_booking_that_stays_free_changes_no_segment_anywhere(
+    scenario: tuple[list[Window], list[Booking], Rules, tuple[datetime, datetime]], data: st.DataObject,
+) -> None:
+    """The desk skips computing a day again when stays_free says the new
+    booking left it as it was: then the segments of any span are the same
+    with and without it. (It may say no to a booking that changed nothing,
+    over time already busy: then the desk computes the day again.) The new
+    booking mostly lies in a window, by one of its staff, as the desk's do."""
+    windows, bookings, rules, span = scenario
+    staffed = [w for w in windows if w.staff]
+    if staffed and data.draw(st.integers(0, 3)):
+        inside = data.draw(st.sampled_from(staffed))
+        first, last = minute(inside.interval.start), minute(inside.interval.end)
+        start = data.draw(st.integers(first, last - 1))
+        end = data.draw(st.integers(start + 1, last))
+        member = data.draw(st.sampled_from(sorted(inside.staff)))
+    else:
+        start = data.draw(st.integers(-20, 200))
+        end = start + data.draw(st.integers(1, 60))
+        member = data.draw(st.sampled_from(STAFF))
+    added = Booking("new", "olav", member, Interval(at(start), at(end)))
+    reach = rules.travel_buffer
+    wide = (at(min(start, minute(span[0])) - 400), at(max(end, minute(span[1])) + 400))
+    if stays_free(windows, [*bookings, added], rules, added.interval):
+        for where in (span, wide, (added.interval.start - reach, added.interval.end + reach)):
+            assert segments(windows, [*bookings, added], rules, where) == segments(
+                windows, bookings, rules, where)
+
+
+def test_stays_free_reads_the_travel_buffer_around_the_booking() -> None:
+    buffered = Rules(travel_buffer=timedelta(minutes=30))
+    shift = [window(t(3, 8), t(3, 16), "ann", "bo")]
+    bo_before = booking("b1", "bo", t(3, 10), t(3, 10, 15))
+    # Ann at 10:45-11:00: Bo is free then, but not in Ann's buffer from
+    # 10:15 (his own runs to 10:45): that half hour turned busy.
+    ann = booking("new", "ann", t(3, 10, 45), t(3, 11))
+    assert not stays_free(shift, [bo_before, ann], buffered, ann.interval)
+    assert segments(shift, [bo_before, ann], buffered, DAY) != segments(shift, [bo_before], buffered, DAY)
+    assert stays_free(shift, [bo_before, ann], Rules(), ann.interval)
+    # Outside every window nothing can turn busy.
+    late = booking("new", "ann", t(3, 18), t(3, 19))
+    assert stays_free(shift, [late], buffered, late.interval)

@@ -184,6 +184,29 @@ def test_one_booking_of_two_staff_leaves_the_time_free(world: BookingWorld) -> N
     ]
 
 
+def test_a_booking_that_leaves_time_free_writes_no_availability_event(world: BookingWorld) -> None:
+    """Another employee free all through the visit and its travel buffers:
+    the view says what it said (the desk does not compute the day again);
+    a visit whose buffers leave nobody free there changes it."""
+    dept, day, _ = single_window(world, staff=2, rules="travel_buffer_minutes = 30")
+    alice, bob, carol = dept.recipient(), dept.recipient(), dept.recipient()
+    path = f"/{carol}/availability-{dept.id}/"
+    token, _ = sync(world, carol, path)
+    assert world.book(alice, dept, local(day, 11), local(day, 12)).confirmed
+    assert sync(world, carol, path, token) == (token, {})
+    assert availability(world, carol, dept, day) == [("Free", "10:00", "14:00")]
+
+    # The first employee is within 30 minutes of 12:15 and the second is
+    # blocked from 11:45: nobody is free from 11:45 to 12:30.
+    assert world.book(bob, dept, local(day, 12, 15), local(day, 13)).confirmed
+    new_token, changed = sync(world, carol, path, token)
+    assert new_token != token and changed
+    assert availability(world, carol, dept, day) == [
+        ("Free", "10:00", "11:45"), ("Busy", "11:45", "12:00"), ("Busy", "12:00", "12:15"),
+        ("Busy", "12:15", "12:30"), ("Free", "12:30", "14:00"),
+    ]
+
+
 def test_cancelling_and_moving_update_the_view(world: BookingWorld) -> None:
     dept, day, _ = single_window(world, staff=1)
     alice, bob = dept.recipient(), dept.recipient()
@@ -507,6 +530,21 @@ def test_an_opening_change_beyond_the_horizon_changes_no_view(world: BookingWorl
     dept.open(local(day, 15), local(day, 16), rrule=None)
     new_token, changed = sync(world, alice, path, token)
     assert new_token != token and list(changed.values()) == [200]
+
+
+def test_an_opening_change_beyond_the_horizon_still_decides_a_booking_there_again(
+    world: BookingWorld,
+) -> None:
+    """A booking made when the horizon was longer lies beyond the days the
+    availability covers now: the change there is not skipped."""
+    dept = world.department("horizon_days = 30", staff=1)
+    far = days_ahead(20)
+    uid = dept.open(local(far, 10), local(far, 14), rrule=None)
+    alice = dept.recipient()
+    assert world.book(alice, dept, local(far, 11), local(far, 12)).confirmed
+    world.set_rules(dept, "horizon_days = 7")
+    delete(world, dept.admin, f"/{dept.admin}/opening-{dept.id}/{uid}.ics")
+    assert [(r["status"], r["staff"]) for r in world.bookings(dept)] == [("flagged", None)]
 
 
 def test_every_object_the_server_wrote_verifies(world: BookingWorld) -> None:

@@ -244,22 +244,24 @@ class Collection(storage.BaseCollection):
     def get_all(self) -> Iterator[radicale_item.Item]:
         """Read and decrypted a page (``GET_ALL_PAGE``) at a time: reading
         the whole calendar first held every decrypted text of a 10,000-event
-        calendar before the first item was used. Within a request every page
-        is read in its transaction (one snapshot, as before); pages follow
-        by href, the order Radicale got them in."""
+        calendar before the first item was used. Every page is read in one
+        snapshot (:meth:`Database.snapshot`: the request's, or, in a GET,
+        whose reads are single statements, one of their own); pages follow
+        by href, the order Radicale got them in. A GET's ETag, read with the
+        collection before, is never newer than the members it answers."""
         calendar_id = self._calendar_id
         if calendar_id is None:
             return
         after: str | None = None
-        while True:
-            with self._storage.reading() as conn:
+        with self._storage.db.snapshot() as conn:
+            while True:
                 page = store_objects.objects_page(conn, calendar_id, after, GET_ALL_PAGE)
-            for obj in page:
-                if self._visible(obj):
-                    yield self._item(obj)
-            if len(page) < GET_ALL_PAGE:
-                return
-            after = page[-1].href
+                for obj in page:
+                    if self._visible(obj):
+                        yield self._item(obj)
+                if len(page) < GET_ALL_PAGE:
+                    return
+                after = page[-1].href
 
     def member_listing(self) -> list[tuple[str, str, str, str, str]] | None:
         """(href, etag, name, component, last modified) of the members, as

@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from .model import Booking, Interval, Rules, Window, instant
@@ -150,6 +150,22 @@ def segments(
         else:
             found.append(Segment(here, after, free, frozenset() if free else frozenset(running)))
     return found
+
+
+def stays_free(
+    windows: Sequence[Window], bookings: Sequence[Booking], rules: Rules, interval: Interval
+) -> bool:
+    """Whether every moment of ``interval``, widened by the travel buffer,
+    is free (or outside every window) with ``bookings``.
+
+    When a new booking over ``interval`` is among ``bookings``, that means it
+    changed no segment of any span: nothing turned busy, and no busy segment
+    overlaps it to list it or to be cut at its edges. ``windows`` and
+    ``bookings`` must hold every window overlapping the widened interval and
+    every booking within two travel buffers of ``interval``."""
+    reach = max(rules.travel_buffer, timedelta(0))
+    span = (instant(interval.start) - reach, instant(interval.end) + reach)
+    return all(segment.free for segment in segments(windows, bookings, rules, span))
 
 
 def visible_to(segs: Sequence[Segment], own: Sequence[Interval]) -> list[Segment]:

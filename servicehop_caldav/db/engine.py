@@ -93,7 +93,7 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         begin = conn.info.get("servicehop_begin", "BEGIN")
-        if begin:  # "": each statement on its own (Database.request, writes=True)
+        if begin:  # "": each statement on its own (Database.request, snapshot=False)
             # Straight to the driver: SQLAlchemy's execution path (events,
             # result set-up) costs more than the BEGIN itself.
             conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
@@ -108,6 +108,8 @@ class _Scope:
     mode: str
     transaction: Transaction
     depth: int = 0
+    # A read scope whose statements each see their own moment (no snapshot).
+    each_statement: bool = False
     # Write blocks begun in it (Database.write_block), and whether one failed.
     blocks: int = 0
     doomed: bool = False
@@ -118,8 +120,8 @@ class _Request:
     """One request on a thread: the connection its transactions share."""
 
     connection: Connection | None = None
-    # A request that comes to write: its reads need no snapshot (see request).
-    writes: bool = False
+    # Whether its reads share one snapshot (see Database.request).
+    snapshot: bool = True
 
 
 @dataclass
@@ -185,7 +187,7 @@ class Database:
                 if request is not None:
                     request.connection = conn
             try:
-                each_statement = mode == "r" and request is not None and request.writes
+                each_statement = mode == "r" and request is not None and not request.snapshot
                 if self.backend == "sqlite":
                     conn.info["servicehop_begin"] = (
                         "BEGIN IMMEDIATE" if mode == "w" else "" if each_statement else "BEGIN")
@@ -207,7 +209,7 @@ class Database:
             if mode == "w":
                 self._writer.release()
             raise
-        scope = _Scope(conn, mode, transaction)
+        scope = _Scope(conn, mode, transaction, each_statement=each_statement)
         self._local.scope = scope
         return scope
 
@@ -275,7 +277,7 @@ class Database:
             raise
 
     @contextmanager
-    def request(self, writes: bool = False) -> Iterator[None]:
+    def request(self, snapshot: bool = True) -> Iterator[None]:
         """One HTTP request on this thread: its transactions share one
         connection (one pool checkout instead of one per transaction), and
         its reads one read transaction: Radicale reads the login, the
@@ -284,13 +286,17 @@ class Database:
         COMMIT, a round trip each) and are now one, ended when the request
         ends. A write block commits that read first and takes the write
         lock as always, so a request never holds a read open while it waits
-        for the lock. A request that ``writes`` (PUT, DELETE, ...) reads
-        only its login before the lock, which needs no snapshot: its reads
-        run each on its own, without BEGIN and COMMIT. Nested calls join."""
+        for the lock.
+
+        ``snapshot=False``: a request whose reads need no common snapshot
+        (a GET, whose item is one statement; a write, which reads only its
+        login before the lock) runs each read statement on its own, without
+        BEGIN and COMMIT. What must read several statements consistently
+        there asks for :meth:`snapshot`. Nested calls join."""
         if getattr(self._local, "request", None) is not None:
             yield
             return
-        request = _Request(writes=writes)
+        request = _Request(snapshot=snapshot)
         self._local.request = request
         failed = True
         try:
@@ -309,6 +315,30 @@ class Database:
                 held = request.connection
                 if held is not None and (scope is None or scope.connection is not held):
                     held.close()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection whose reads see one moment: the thread's transaction
+        when it has one (a write, or the read of a request with a snapshot),
+        else, in a read scope of single statements, a read transaction of
+        its own on another pooled connection, ended with the block."""
+        scope: _Scope | None = getattr(self._local, "scope", None)
+        if scope is not None and not scope.each_statement:
+            yield scope.connection
+            return
+        conn = self.engine.connect()
+        try:
+            if self.backend == "sqlite":
+                conn.info["servicehop_begin"] = "BEGIN"
+            else:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                try:
+                    yield conn
+                finally:
+                    memo.clear(conn)
+        finally:
+            conn.close()
 
     def current(self) -> Connection | None:
         """The connection of the transaction open on this thread, if any."""

@@ -43,14 +43,15 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, exists, select
 
 from servicehop_caldav import logs
-from servicehop_caldav.booking import events, texts
+from servicehop_caldav.booking import availability, events, texts
 from servicehop_caldav.booking.events import BookingEvent, EventError, Unbookable
-from servicehop_caldav.booking.model import Decision, Interval, Reason
+from servicehop_caldav.booking.model import Booking, Decision, Interval, Reason
 from servicehop_caldav.db.schema import bookings as bookings_table
 from servicehop_caldav.db.schema import calendar_objects
 from servicehop_caldav.desk import redecide, visits
@@ -61,7 +62,14 @@ from servicehop_caldav.desk.department import (
     timestamp,
 )
 from servicehop_caldav.desk.settings import SettingsFile
-from servicehop_caldav.desk.views import MakeObject, ViewKeeper, hidden_for, row_interval
+from servicehop_caldav.desk.views import (
+    MakeObject,
+    ViewKeeper,
+    availability_days,
+    days_span,
+    hidden_for,
+    row_interval,
+)
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 from servicehop_caldav.store import audit, codec
@@ -136,7 +144,7 @@ class _Put:
     href: str
     sent: NewObject
     data: DepartmentData
-    owner_id: int
+    recipient: visits.Recipient  # the calendar's owner
     now: datetime
     old: StoredObject | None
     row: BookingRow | None
@@ -151,13 +159,16 @@ class _Put:
     def old_normalised(self) -> str | None:
         return events.normalised(self.old.text) if self.old is not None else None
 
-    @functools.cached_property
-    def weekly_minutes(self) -> int | None:
-        return visits.weekly_minutes(self.conn, self.data, self.owner_id)
+    @property
+    def owner_id(self) -> int:
+        return self.recipient.id
 
     @functools.cached_property
-    def recipient(self) -> visits.Recipient:
-        return visits.recipient(self.conn, self.owner_id, self.calendar.owner)
+    def weekly_minutes(self) -> int | None:
+        person = self.recipient.person
+        if person is None:
+            return visits.weekly_minutes(self.conn, self.data, self.owner_id)
+        return visits.entitlement(self.data, person.roles)
 
     def write_assignment(self, row: BookingRow, event: BookingEvent) -> BookingRow:
         return visits.write_assignment(
@@ -198,16 +209,39 @@ class Desk:
         seconds: the changed event's occurrences, before and after): decide
         the bookings there again and compute the availability of those days
         again, in the admin's transaction. A change wholly outside the
-        horizon costs one look."""
+        days the availability covers costs one look at the bookings."""
+        margin = int(OCCURRENCE_MARGIN.total_seconds())
+        affected = [(a - margin, b + margin) for a, b in spans]
+        if not self._opening_reaches(conn, department_id, affected):
+            return
         data = self._load(conn, department_id)
         if data is None:
             return
         keeper = ViewKeeper(conn, data, self._now(), self._make_object)
         keeper.roll()
-        margin = int(OCCURRENCE_MARGIN.total_seconds())
-        affected = [(a - margin, b + margin) for a, b in spans]
         redecide.redecide(keeper, affected)
         keeper.refresh(keeper.days_within(affected))
+
+    def _opening_reaches(
+        self, conn: Connection, department_id: str, affected: Sequence[tuple[int, int]]
+    ) -> bool:
+        """Whether an opening change over ``affected`` (POSIX-second spans)
+        can change the availability (today to the horizon's last day) or a
+        booking that has not started (what :func:`redecide.redecide` would
+        decide again)."""
+        department = directory.get_department(conn, department_id)
+        if department is None or not affected:
+            return False
+        now, zone = self._now(), ZoneInfo(department.timezone)
+        horizon = timedelta(days=self._settings.current().for_department(department_id).horizon_days)
+        first, last = days_span(*availability_days(now, zone, horizon), zone)
+        if any(a < last and first < b for a, b in affected):
+            return True
+        coming = store_bookings.find_bookings(
+            conn, department_id, ("confirmed", "flagged"), starts_from=timestamp(now),
+            overlapping=(min(a for a, _ in affected), max(b for _, b in affected)),
+        )
+        return any(r.start_ts < b and a < r.end_ts for r in coming for a, b in affected)
 
     def upkeep(self, conn: Connection) -> int:
         """The periodic pass over every department: the availability follows
@@ -235,13 +269,13 @@ class Desk:
         sent: NewObject,
         make_object: MakeObject,
     ) -> Outcome:
-        owner_id = directory.user_id_of(conn, calendar.owner)
         data = self._load(conn, calendar.department_id)
-        if data is None or owner_id is None:
+        owner = visits.recipient_named(conn, calendar.owner) if data is not None else None
+        if data is None or owner is None:
             # Not (or no longer) a department's bookings calendar: a plain one.
             return Outcome(store_objects.put_object(conn, calendar.calendar_id, href, sent))
         put = _Put(
-            conn, calendar, href, sent, data, owner_id, self._now(),
+            conn, calendar, href, sent, data, owner, self._now(),
             store_objects.get_object(conn, calendar.calendar_id, href),
             store_bookings.booking_for_event(conn, calendar.calendar_id, href),
             self._make_object,
@@ -305,7 +339,9 @@ class Desk:
             return _store_sent(put)
         if _uid_taken(put, event.uid):
             return self._refused(put, (Reason.UID_TAKEN,), (), event.interval, make_object)
-        decision = self._decide(put, event.interval, replaces=None)
+        considered = visits.consider(put.conn, put.data, put.now, put.owner_id, event.interval,
+                                     weekly=put.weekly_minutes)
+        decision = considered.decision
         if not decision.accepted:
             if put.data.settings.waiting_list and decision.reasons == (Reason.NO_STAFF_FREE,):
                 return self._wait(put, event, make_object)
@@ -317,8 +353,12 @@ class Desk:
         row = put.write_assignment(row, event)
         store_bookings.insert_booking(put.conn, row)
         self._audit(put, row.id, "book", "accepted", event.interval, (), staff.id)
-        put.views.booking_moved(None, event.interval)
-        put.views.write_overview(row, event, put.recipient.name, staff.name)
+        if _availability_unchanged(put, considered, Booking(row.id, str(put.owner_id), staff.username,
+                                                             event.interval)):
+            put.views.roll()
+        else:
+            put.views.booking_moved(None, event.interval)
+        put.views.write_overview(row, event, put.recipient.name, staff.name, new=True)
         return self._store_confirmed(put, staff.id, make_object)
 
     def _wait(self, put: _Put, event: BookingEvent, make_object: MakeObject) -> Outcome:
@@ -327,7 +367,7 @@ class Desk:
                              put.calendar.calendar_id, put.href)
         store_bookings.insert_booking(put.conn, row)
         self._audit(put, row.id, "book", "waiting", event.interval, (Reason.NO_STAFF_FREE,), None)
-        put.views.write_overview(row, event, put.recipient.name, None)
+        put.views.write_overview(row, event, put.recipient.name, None, new=True)
         return self._store_waiting(put, make_object)
 
     # -- changes to a booking ------------------------------------------------
@@ -506,6 +546,22 @@ def _same_times(put: _Put, event: BookingEvent) -> bool:
     except EventError:
         return False
     return isinstance(before, BookingEvent) and before.interval.utc() == event.interval.utc()
+
+
+def _availability_unchanged(put: _Put, considered: visits.Considered, added: Booking) -> bool:
+    """Whether the new booking ``added`` left the department's availability
+    as it was, judged from what its decision read
+    (:func:`servicehop_caldav.booking.availability.stays_free`): then its days
+    need not be computed again. Most bookings leave another employee free."""
+    if considered.cover is None:
+        return False
+    buffers = 2 * max(put.data.rules.travel_buffer, timedelta(0))
+    first, last = considered.cover
+    if not (first <= added.interval.start - buffers and added.interval.end + buffers <= last):
+        return False
+    return availability.stays_free(
+        considered.windows, [*considered.bookings, added], put.data.rules, added.interval
+    )
 
 
 def _uid_taken(put: _Put, uid: str) -> bool:

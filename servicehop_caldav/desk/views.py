@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from hashlib import sha256
 from typing import Protocol
 
@@ -104,6 +104,18 @@ def days_of(data: DepartmentData, interval: Interval) -> set[date]:
     return set(_days(start, end))
 
 
+def availability_days(now: datetime, timezone: tzinfo, horizon: timedelta) -> tuple[date, date]:
+    """The first and last local day the availability calendar covers: today
+    to the horizon's last day."""
+    return now.astimezone(timezone).date(), (now + horizon).astimezone(timezone).date()
+
+
+def days_span(first: date, last: date, timezone: tzinfo) -> tuple[int, int]:
+    """[start, end) of the local days ``first`` to ``last``, in POSIX seconds."""
+    return (timestamp(datetime.combine(first, time(0), timezone)),
+            timestamp(datetime.combine(last + timedelta(days=1), time(0), timezone)))
+
+
 def row_interval(row: BookingRow) -> Interval:
     return Interval(row.start, row.end)
 
@@ -123,8 +135,7 @@ class ViewKeeper:
     # -- availability ---------------------------------------------------------
 
     def wanted_range(self) -> tuple[date, date]:
-        tz = self.data.timezone
-        return self.now.astimezone(tz).date(), (self.now + self.data.rules.horizon).astimezone(tz).date()
+        return availability_days(self.now, self.data.timezone, self.data.rules.horizon)
 
     def roll(self) -> int:
         """Make the availability cover today to the horizon's last day: days
@@ -221,12 +232,16 @@ class ViewKeeper:
     # -- overview ---------------------------------------------------------------
 
     def write_overview(
-        self, row: BookingRow, event: BookingEvent, recipient_name: str, staff_name: str | None
+        self, row: BookingRow, event: BookingEvent, recipient_name: str, staff_name: str | None,
+        new: bool = False,
     ) -> None:
         """The admins' event of one booking, rewritten only when it says
-        something new (so the overview syncs only what changed)."""
+        something new (so the overview syncs only what changed). ``new``: the
+        booking row has just been made, so its id names no event yet."""
         href = f"{row.id}.ics"
         calendar_id = self.views.overview_calendar_id
+        if new:
+            store_objects.remember_absent(self.conn, calendar_id, href)
         text = events.overview_text(
             uid=f"overview-{row.id}", booking_uid=event.uid, interval=row_interval(row),
             service_name=event.service.name, recipient_name=recipient_name, staff_name=staff_name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 
@@ -20,7 +21,7 @@ from sqlalchemy import Connection
 from servicehop_caldav import logs
 from servicehop_caldav.booking import events
 from servicehop_caldav.booking.events import BookingEvent, EventError
-from servicehop_caldav.booking.model import Decision, Interval, Request, Rules
+from servicehop_caldav.booking.model import Booking, Decision, Interval, Request, Rules, Window
 from servicehop_caldav.booking.rules import decide
 from servicehop_caldav.desk.department import (
     DepartmentData,
@@ -30,7 +31,7 @@ from servicehop_caldav.desk.department import (
 )
 from servicehop_caldav.desk.views import MakeObject, ViewKeeper, put_if_changed, shaped
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.directory.store import Person
+from servicehop_caldav.directory.store import Person, Role
 from servicehop_caldav.provisioning import provision_in
 from servicehop_caldav.store import audit, codec
 from servicehop_caldav.store import collections as store_collections
@@ -62,14 +63,38 @@ def recipient(conn: Connection, recipient_id: int, username: str | None = None) 
     return Recipient(recipient_id, username, person)
 
 
+def recipient_named(conn: Connection, username: str) -> Recipient | None:
+    """The user ``username`` as a recipient (None: no such user), their roles
+    read with them."""
+    keyring = codec.keyring_of(conn)
+    if keyring is None:
+        user_id = directory.user_id_of(conn, username)
+        return Recipient(user_id, username, None) if user_id is not None else None
+    person = directory.get_person(conn, keyring, username)
+    return Recipient(person.id, username, person) if person is not None else None
+
+
 def weekly_minutes(conn: Connection, data: DepartmentData, recipient_id: int) -> int | None:
     """The recipient's weekly entitlement in this department (None: unlimited)."""
-    role = next(
-        (r for r in directory.roles_of(conn, recipient_id)
-         if r.department_id == data.department.id and r.role == "recipient"),
-        None,
-    )
+    return entitlement(data, directory.roles_of(conn, recipient_id))
+
+
+def entitlement(data: DepartmentData, roles: Sequence[Role]) -> int | None:
+    """The weekly entitlement ``roles`` give in this department (None: unlimited)."""
+    role = next((r for r in roles if r.department_id == data.department.id and r.role == "recipient"), None)
     return role.weekly_minutes if role is not None else None
+
+
+@dataclass(frozen=True)
+class Considered:
+    """A decision, and when its first pass settled it, what that pass read:
+    every opening window and every confirmed booking of the department
+    overlapping ``cover`` (plus the recipient's own further out)."""
+
+    decision: Decision
+    windows: Sequence[Window] = ()
+    bookings: Sequence[Booking] = ()
+    cover: tuple[datetime, datetime] | None = None
 
 
 def decide_for(
@@ -84,15 +109,33 @@ def decide_for(
     rules: Rules | None = None,
     max_alternatives: int = 3,
 ) -> Decision:
+    """The rules' decision on ``interval`` for the recipient (see :func:`consider`)."""
+    return consider(conn, data, now, recipient_id, interval, weekly=weekly, replaces=replaces,
+                    rules=rules, max_alternatives=max_alternatives).decision
+
+
+def consider(
+    conn: Connection,
+    data: DepartmentData,
+    now: datetime,
+    recipient_id: int,
+    interval: Interval,
+    *,
+    weekly: int | None,
+    replaces: str | None = None,
+    rules: Rules | None = None,
+    max_alternatives: int = 3,
+) -> Considered:
     """The rules' decision on ``interval`` for the recipient, with what they
     need read from the database.
 
     First with only what an acceptance depends on: the windows around the
     interval, the department's bookings of its local day (who is busy then,
-    each employee's load that day) and the recipient's own visits (overlap,
-    entitlement, continuity). Accepted, that is the decision: the rules read
-    nothing else to accept and choose. Refused, it is decided again with the
-    whole horizon, which the nearby free times need."""
+    each employee's load that day; two travel buffers beyond it, which the
+    caller's availability check needs) and the recipient's own visits
+    (overlap, entitlement, continuity). Accepted, that is the decision: the
+    rules read nothing else to accept and choose. Refused, it is decided
+    again with the whole horizon, which the nearby free times need."""
     rules = rules or data.rules
     request = Request(str(recipient_id), interval, "", replaces)
     reach = rules.max_duration + rules.travel_buffer + timedelta(days=1)
@@ -100,22 +143,20 @@ def decide_for(
     own = (min(now - timedelta(days=rules.continuity_days + 1), interval.start - timedelta(days=8)),
            max(horizon_end, interval.end + reach))
     day_start = datetime.combine(interval.start.astimezone(data.timezone).date(), time(0), data.timezone)
-    near = (min(day_start, interval.start - rules.travel_buffer) - timedelta(seconds=1),
-            max(day_start + timedelta(days=1), interval.end + rules.travel_buffer) + timedelta(seconds=1))
-    day_end = day_start + timedelta(days=1)
-    quick = decide(
-        request, now=now, rules=rules,
-        # The whole local day: the same windows the day's availability reads.
-        windows=opening_windows(conn, data, min(day_start, interval.start), max(day_end, interval.end)),
-        bookings=bookings_for_decision(conn, data, [near], recipient_id, own),
-        weekly_minutes=weekly, max_alternatives=0,
-    )
+    buffers = 2 * max(rules.travel_buffer, timedelta(0))
+    near = (min(day_start, interval.start - buffers) - timedelta(seconds=1),
+            max(day_start + timedelta(days=1), interval.end + buffers) + timedelta(seconds=1))
+    # The whole local day at least: the same windows the day's availability reads.
+    windows = opening_windows(conn, data, *near)
+    bookings = bookings_for_decision(conn, data, [near], recipient_id, own)
+    quick = decide(request, now=now, rules=rules, windows=windows, bookings=bookings,
+                   weekly_minutes=weekly, max_alternatives=0)
     if quick.accepted or max_alternatives <= 0:
-        return quick
+        return Considered(quick, windows, bookings, near)
     spans = [(now - timedelta(days=1), horizon_end)]
     if not (interval.start < horizon_end and interval.end > now - timedelta(days=1)):
         spans.append((interval.start - reach, interval.end + reach))
-    return decide(
+    return Considered(decide(
         request,
         now=now,
         rules=rules,
@@ -123,7 +164,7 @@ def decide_for(
         bookings=bookings_for_decision(conn, data, spans, recipient_id, own),
         weekly_minutes=weekly,
         max_alternatives=max_alternatives,
-    )
+    ))
 
 
 def read_event(conn: Connection, data: DepartmentData, row: BookingRow) -> tuple[str, BookingEvent] | None:
@@ -170,6 +211,7 @@ def write_assignment(
         if instance is None:
             raise RuntimeError(f"staff member {staff.id} has no assignments calendar")
         calendar_id, href = instance.calendar_id, f"{uuid.uuid4()}.ics"
+        store_objects.remember_absent(conn, calendar_id, href)
     person = who.person
     text = events.assignment_text(
         booking_uid=event.uid,

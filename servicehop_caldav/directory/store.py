@@ -251,7 +251,7 @@ def roles_of(conn: Connection, user_id: int) -> tuple[Role, ...]:
     return tuple(Role(r.department_id, r.role, r.weekly_minutes) for r in rows)
 
 
-def _person(conn: Connection, keyring: Keyring, row: Row) -> Person:
+def _person(keyring: Keyring, row: Row, roles: tuple[Role, ...]) -> Person:
     key_id = row.key_id
     return Person(
         id=row.id, username=row.username, disabled=bool(row.disabled),
@@ -259,13 +259,28 @@ def _person(conn: Connection, keyring: Keyring, row: Row) -> Person:
         email=_decrypt(keyring, key_id, "email", row.email_enc) or "",
         address=_decrypt(keyring, key_id, "address", row.address_enc),
         phone=_decrypt(keyring, key_id, "phone", row.phone_enc),
-        roles=roles_of(conn, row.id),
+        roles=roles,
     )
 
 
+# Built once: every booking reads its recipient. One row per role (one row
+# with no role when there is none), in roles_of's order.
+_r = user_roles.c
+_PERSON = (
+    select(users, _r.department_id.label("role_department"), _r.role, _r.weekly_minutes)
+    .select_from(users.outerjoin(user_roles, _r.user_id == users.c.id))
+    .where(users.c.username == bindparam("username"))
+    .order_by(_r.department_id, _r.role)
+)
+
+
 def get_person(conn: Connection, keyring: Keyring, username: str) -> Person | None:
-    row = conn.execute(select(users).where(users.c.username == username)).first()
-    return _person(conn, keyring, row) if row is not None else None
+    """The user and their roles, in one statement."""
+    rows = conn.execute(_PERSON, {"username": username}).all()
+    if not rows:
+        return None
+    roles = tuple(Role(r.role_department, r.role, r.weekly_minutes) for r in rows if r.role is not None)
+    return _person(keyring, rows[0], roles)
 
 
 def list_people(conn: Connection, keyring: Keyring, department_id: str | None = None) -> list[Person]:
@@ -273,7 +288,7 @@ def list_people(conn: Connection, keyring: Keyring, department_id: str | None = 
     if department_id is not None:
         query = query.where(users.c.id.in_(
             select(user_roles.c.user_id).where(user_roles.c.department_id == department_id)))
-    return [_person(conn, keyring, row) for row in conn.execute(query)]
+    return [_person(keyring, row, roles_of(conn, row.id)) for row in conn.execute(query)]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from servicehop_caldav.db.schema import (
     calendar_objects,
     check_key,
 )
-from servicehop_caldav.store import codec
+from servicehop_caldav.store import codec, one_trip
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import occurrences as store_occurrences
 from servicehop_caldav.store.records import Instance, NewObject, StoredObject
@@ -90,6 +90,12 @@ _MEMO = "objects"
 def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
     return memo.once(conn, _MEMO, (calendar_id, href), lambda: next(
         _rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None))
+
+
+def remember_absent(conn: Connection, calendar_id: int, href: str) -> None:
+    """Note that there is no object at ``href`` (a name the caller has just
+    made up from a UUID), so that this transaction does not look for one."""
+    memo.memo(conn, _MEMO)[(calendar_id, href)] = None
 
 
 _i = calendar_instances.c
@@ -306,6 +312,11 @@ def put_object(
         occurrences_until=None if obj.occurrences is None else obj.occurrences.until,
     )
     memo.memo(conn, _MEMO).pop((calendar_id, href), None)
+    if one_trip.in_one_trip(conn):
+        store_collections.forget_instances(conn)
+        spans = obj.occurrences.spans if obj.occurrences is not None else ()
+        one_trip.put_object(conn, calendar_id, href, values, spans, replacing)
+        return StoredObject(**vars(obj), href=href, modified=now)
     object_id = None
     if replacing is not False:
         object_id = conn.execute(
@@ -324,6 +335,9 @@ def put_object(
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
     """Delete the object at ``href``; False if there was none."""
     memo.memo(conn, _MEMO).pop((calendar_id, href), None)
+    if one_trip.in_one_trip(conn):
+        store_collections.forget_instances(conn)
+        return one_trip.delete_object(conn, calendar_id, href)
     deleted = conn.execute(
         delete(calendar_objects).where(_o.calendar_id == calendar_id, _o.href == href)
     ).rowcount

@@ -226,6 +226,12 @@ class BookingWorld:
             names.append(username)
         return Department(dept_id, language, names, admin, self)
 
+    def set_rules(self, dept: Department, rules: str) -> None:
+        """Replace the department's ``rules`` in servicehop.toml (the server
+        reads the file again at its next booking)."""
+        self.settings[dept.id] = rules
+        self._write_settings()
+
     def _write_settings(self) -> None:
         lines = ['[defaults]', 'default_service = "Visit"',
                  'services = [{ name = "Visit", minutes = 60 }, { name = "Shopping", minutes = 90 }]']

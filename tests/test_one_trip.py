@@ -1,0 +1,93 @@
+"""Writes, revisions and the change log: the same rows on both backends.
+
+On PostgreSQL an object's write, its occurrence ranges, the calendar's
+revision and the change row are one statement (``store/one_trip.py``); on
+SQLite they are separate statements. Both must leave the same rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from radicale_storage_servicehop import object_of_text
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
+
+from servicehop_caldav.db.engine import Database, dispose_shared
+from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.db.schema import calendar_changes, calendar_objects, calendar_occurrences, calendars
+from servicehop_caldav.store import collections as store_collections
+from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store.records import NewObject
+
+PATH = "u/cal"
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database.shared(database_url)
+    ensure_schema(database)
+    yield database
+    dispose_shared(database_url)
+
+
+def event(uid: str, rrule: str = "") -> NewObject:
+    text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250106T100000Z\r\n"
+            f"DTEND:20250106T110000Z\r\n{rrule}SUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    return object_of_text(PATH)(text)
+
+
+def rows(conn: Connection, calendar_id: int) -> dict[str, Any]:
+    o, c, s = calendar_objects.c, calendar_changes.c, calendar_occurrences.c
+    return {
+        "revision": conn.execute(select(calendars.c.revision).where(calendars.c.id == calendar_id)).scalar(),
+        "changes": conn.execute(select(c.revision, c.href, c.operation).where(c.calendar_id == calendar_id)
+                                .order_by(c.revision)).all(),
+        "objects": conn.execute(select(o.href, o.uid).where(o.calendar_id == calendar_id)
+                                .order_by(o.href)).all(),
+        "occurrences": conn.execute(
+            select(o.href, func.count()).select_from(calendar_occurrences.join(
+                calendar_objects, s.object_id == o.id)).group_by(o.href).order_by(o.href)).all(),
+    }
+
+
+def test_put_replace_and_delete_leave_revisions_changes_and_occurrences(db: Database) -> None:
+    with db.transaction("w") as conn:
+        calendar_id = store_collections.create_instance(conn, PATH, {}).calendar_id
+    with db.transaction("w") as conn:
+        store_objects.put_object(conn, calendar_id, "a.ics", event("a"), replacing=False)
+        store_objects.put_object(conn, calendar_id, "b.ics", event("b"))  # looked for first
+        # Replaced by a weekly series of three: its one range becomes three.
+        store_objects.put_object(conn, calendar_id, "a.ics", event("a", "RRULE:FREQ=WEEKLY;COUNT=3\r\n"))
+        assert rows(conn, calendar_id) == {
+            "revision": 3,
+            "changes": [(1, "a.ics", 1), (2, "b.ics", 1), (3, "a.ics", 2)],
+            "objects": [("a.ics", "a"), ("b.ics", "b")],
+            "occurrences": [("a.ics", 3), ("b.ics", 1)],
+        }
+        assert "RRULE" in store_objects.get_object(conn, calendar_id, "a.ics").text  # type: ignore[union-attr]
+        assert store_objects.delete_object(conn, calendar_id, "a.ics")
+        assert not store_objects.delete_object(conn, calendar_id, "a.ics")  # nothing: no revision
+        assert rows(conn, calendar_id) == {
+            "revision": 4,
+            "changes": [(1, "a.ics", 1), (2, "b.ics", 1), (3, "a.ics", 2), (4, "a.ics", 3)],
+            "objects": [("b.ics", "b")],
+            "occurrences": [("b.ics", 1)],
+        }
+        assert store_collections.get_instance(conn, PATH).state.revision == 4  # type: ignore[union-attr]
+
+
+def test_a_failed_insert_leaves_no_revision_and_no_change(db: Database) -> None:
+    with db.transaction("w") as conn:
+        calendar_id = store_collections.create_instance(conn, PATH, {}).calendar_id
+        store_objects.put_object(conn, calendar_id, "a.ics", event("a"))
+    # The caller said "new", but there is one: the write fails as a whole.
+    with pytest.raises(IntegrityError), db.transaction("w") as conn:
+        store_objects.put_object(conn, calendar_id, "a.ics", event("a2"), replacing=False)
+    with db.transaction("r") as conn:
+        assert rows(conn, calendar_id) == {
+            "revision": 1, "changes": [(1, "a.ics", 1)], "objects": [("a.ics", "a")],
+            "occurrences": [("a.ics", 1)],
+        }
