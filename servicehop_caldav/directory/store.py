@@ -218,9 +218,10 @@ def credentials_of(conn: Connection, username: str) -> tuple[str, bool] | None:
     row = conn.execute(_CREDENTIALS, {"username": username}).first()
     if row is None:
         return None
+    password_hash, disabled, home_id = row[0], row[1], row[2]
     store_collections.remember(
-        conn, username, store_collections.instance_of(row) if row.calendar_id is not None else None)
-    return row.password_hash, bool(row.disabled)
+        conn, username, store_collections.instance_of(row, at=2) if home_id is not None else None)
+    return password_hash, bool(disabled)
 
 
 def set_password(conn: Connection, username: str, password: str) -> None:

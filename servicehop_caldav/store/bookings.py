@@ -7,7 +7,7 @@ lives, encrypted, in the calendar objects they point to.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Row, Select, and_, bindparam, delete, insert, or_, select, update
@@ -40,12 +40,15 @@ class BookingRow:
         return datetime.fromtimestamp(self.end_ts, UTC)
 
 
+_FIELDS = len(fields(BookingRow))
+if [c.name for c in bookings.columns][:_FIELDS] != [f.name for f in fields(BookingRow)]:
+    raise RuntimeError("BookingRow's fields must be the first columns of bookings, in order")
+
+
 def _row(row: Row) -> BookingRow:
-    return BookingRow(
-        row.id, row.department_id, row.recipient_id, row.staff_id, row.start_ts, row.end_ts,
-        row.status, row.booking_calendar_id, row.booking_href, row.assignment_calendar_id,
-        row.assignment_href,
-    )
+    """A ``select(bookings)`` row, by position (a Row's attributes by name
+    cost about 0.6 µs each; the upkeep reads every coming booking)."""
+    return BookingRow(*row[:_FIELDS])
 
 
 def _check(booking: BookingRow) -> None:

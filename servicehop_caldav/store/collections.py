@@ -28,6 +28,7 @@ INSTANCE_COLUMNS = (
     calendars.c.revision,
     calendars.c.modified.label("calendar_modified"),
 )
+_WIDTH = len(INSTANCE_COLUMNS)
 # The instances with their calendars, to join onto from another table.
 INSTANCES_WITH_CALENDARS = calendar_instances.join(calendars, calendars.c.id == _i.calendar_id)
 _INSTANCES = select(*INSTANCE_COLUMNS).select_from(INSTANCES_WITH_CALENDARS)
@@ -41,10 +42,12 @@ def parent_of(path: str) -> str:
     return posixpath.dirname(path)
 
 
-def instance_of(row: Row[Any]) -> Instance:
-    """The Instance of a row holding :data:`INSTANCE_COLUMNS`."""
-    state = CalendarState(row.calendar_id, row.sync_salt, row.revision, row.calendar_modified)
-    return Instance(row.id, row.path, row.props, row.modified, state)
+def instance_of(row: Row[Any], at: int = 0) -> Instance:
+    """The Instance of a row holding :data:`INSTANCE_COLUMNS` from column
+    ``at`` on. Read by position: a Row's attributes by name cost about 0.6 µs
+    each, some 30 times its unpacking."""
+    id_, calendar_id, path, props, modified, salt, revision, calendar_modified = row[at:at + _WIDTH]
+    return Instance(id_, path, props, modified, CalendarState(calendar_id, salt, revision, calendar_modified))
 
 
 _BY_PATH = _INSTANCES.where(_i.path == bindparam("path"))  # built once (see store.objects)
