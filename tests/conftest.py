@@ -26,7 +26,8 @@ import requests
 from radicale import config as radicale_config
 from sqlalchemy import create_engine, text
 
-from servicehop_caldav.db.engine import dispose_shared
+from servicehop_caldav.db.engine import Database, dispose_shared
+from servicehop_caldav.db.migrate import ensure_schema
 from servicehop_caldav.server import serve
 
 PG_ADMIN_URL = os.environ.get(
@@ -199,6 +200,15 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     url, drop = make_database_url(backend, tmp_path)
     yield url
     drop()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    """The process's Database of a fresh database, with the schema."""
+    database = Database.shared(database_url)
+    ensure_schema(database)
+    yield database
+    dispose_shared(database_url)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ SQLite they are separate statements. Both must leave the same rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,22 +13,13 @@ from radicale_storage_servicehop import object_of_text
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
-from servicehop_caldav.db.engine import Database, dispose_shared
-from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.schema import calendar_changes, calendar_objects, calendar_occurrences, calendars
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.records import NewObject
 
 PATH = "u/cal"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.shared(database_url)
-    ensure_schema(database)
-    yield database
-    dispose_shared(database_url)
 
 
 def event(uid: str, rrule: str = "") -> NewObject:

@@ -6,25 +6,15 @@ transaction that read it (``servicehop_caldav.db.memo``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event
 
-from servicehop_caldav.db.engine import Database, dispose_shared
-from servicehop_caldav.db.migrate import ensure_schema
+from servicehop_caldav.db.engine import Database
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.records import NewObject
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database.shared(database_url)
-    ensure_schema(database)
-    yield database
-    dispose_shared(database_url)
 
 
 def _obj(uid: str, text: str = "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n") -> NewObject:

@@ -420,9 +420,9 @@ class Desk:
     # -- deciding ------------------------------------------------------------
 
     def _decide(self, put: _Put, interval: Interval, replaces: str | None) -> Decision:
-        return visits.decide_for(
+        return visits.consider(
             put.conn, put.data, put.now, put.owner_id, interval, weekly=put.weekly_minutes, replaces=replaces
-        )
+        ).decision
 
     # -- answers ------------------------------------------------------------
 

@@ -162,10 +162,10 @@ def promote_waiting(keeper: ViewKeeper, freed: Interval) -> int:
     )
     promoted = 0
     for row in waiting:
-        decision = visits.decide_for(
+        decision = visits.consider(
             conn, data, now, row.recipient_id, row_interval(row),
             weekly=visits.weekly_minutes(conn, data, row.recipient_id), replaces=row.id, max_alternatives=0,
-        )
+        ).decision
         staff = data.staff_by_username(decision.staff) if decision.staff else None
         if staff is not None:
             _assign(keeper, row, staff.id, "confirm-waiting")

@@ -97,23 +97,6 @@ class Considered:
     cover: tuple[datetime, datetime] | None = None
 
 
-def decide_for(
-    conn: Connection,
-    data: DepartmentData,
-    now: datetime,
-    recipient_id: int,
-    interval: Interval,
-    *,
-    weekly: int | None,
-    replaces: str | None = None,
-    rules: Rules | None = None,
-    max_alternatives: int = 3,
-) -> Decision:
-    """The rules' decision on ``interval`` for the recipient (see :func:`consider`)."""
-    return consider(conn, data, now, recipient_id, interval, weekly=weekly, replaces=replaces,
-                    rules=rules, max_alternatives=max_alternatives).decision
-
-
 def consider(
     conn: Connection,
     data: DepartmentData,

@@ -98,7 +98,7 @@ def remember_absent(conn: Connection, calendar_id: int, href: str) -> None:
 
 _i = calendar_instances.c
 _MEMBER_PREFIX = "member_"
-_PATH = list(store_collections.INSTANCE_COLUMNS).index(_i.path)
+_PATH = [c.name for c in store_collections.INSTANCE_COLUMNS].index("path")
 _MEMBER_AT = len(store_collections.INSTANCE_COLUMNS)  # the member's _COLUMNS follow
 _PATH_PARENT_AND_MEMBER = (
     select(*store_collections.INSTANCE_COLUMNS,
