@@ -702,6 +702,7 @@ def run_booking_workloads(
     from bench.workloads import summary
 
     results: dict[str, Outcome] = {}
+    log(f"    idle after {server.wait_idle():.1f} s")
     steps: list[Callable[[], list[Outcome]]] = [
         lambda: [op_booking_put(server, seed, budget)],
         lambda: [op_race(server, seed)],

@@ -242,7 +242,9 @@ def _calendar_rows(writers: int) -> list[tuple[str, str, str]]:
 
 CONDITIONS = [
     "  every server a subprocess on 127.0.0.1, run one after the other, fresh data each; persistent "
-    "connections (requests.Session), one untimed PROPFIND before timing; reads get one untimed warm-up",
+    "connections (requests.Session), one untimed PROPFIND before timing, then a wait until the server "
+    "is idle (under 5 % of a core for 0.5 s: start-up work such as servicehop's first upkeep pass "
+    "done); reads get one untimed warm-up",
     "  auth: stock Radicale htpasswd (plain), Xandikos none (single user), servicehop its Argon2id logins "
     "with cache_logins (each session logs in before the clock starts)",
     "  durability as shipped: stock Radicale fsyncs each write (filesystem_fsync), Xandikos/dulwich "

@@ -103,6 +103,25 @@ class Running:
                     values[key] = int(rest.split()[0])
         return values
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the server process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def wait_idle(self, quiet: float = 0.5, share: float = 0.05, timeout: float = 120.0) -> float:
+        """Wait until the server used under ``share`` of a core over ``quiet``
+        seconds: its start-up work done (servicehop's first upkeep pass
+        expands the opening calendar of the horizon in the background), so
+        the timings are of its steady state. Returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            self.check_alive()
+            before = self.cpu_seconds()
+            time.sleep(quiet)
+            if self.cpu_seconds() - before < share * quiet:
+                break
+        return time.monotonic() - started
+
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             raise RunError(f"{self.label} exited with {self.process.returncode}:\n{self.log_tail()}")

@@ -447,7 +447,7 @@ def run_calendar_workloads(
     writers go into the full calendar)."""
     results: dict[str, Outcome] = {}
     seconds = warm_up(target)
-    log(f"    warm-up PROPFIND {seconds:.1f} s")
+    log(f"    warm-up PROPFIND {seconds:.1f} s, then idle after {target.server.wait_idle():.1f} s")
     steps: list[tuple[str, Callable[[], Outcome]]] = [
         (GET, lambda: op_get(target, budget)),
         (PROPFIND, lambda: op_propfind(target, budget)),
