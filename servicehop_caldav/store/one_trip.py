@@ -1,16 +1,17 @@
-"""PostgreSQL: a write, its calendar's new revision and its change-log row in one statement.
+"""PostgreSQL: a write, its occurrences, the new revision and the change row in one statement.
 
-Every write to a calendar is three statements: the object's INSERT, UPDATE
-or DELETE, the calendar's revision bump, the change row. On SQLite they are
-three calls into the library in this process; on PostgreSQL each is a round
-trip to the server, and a booking writes three or four objects. Data-modifying
-CTEs (PostgreSQL's ``WITH ... AS (UPDATE ... RETURNING ...)``) run the three
-as one statement: all of it or, when it fails, none of it, in the caller's
-transaction, which holds the write lock.
+Every write to a calendar is several statements: the object's INSERT, UPDATE
+or DELETE, its occurrence ranges (the old ones dropped on a replace), the
+calendar's revision bump, the change row. On SQLite they are calls into the
+library in this process; on PostgreSQL each is a round trip to the server,
+and a booking writes three objects. Data-modifying CTEs (PostgreSQL's
+``WITH ... AS (UPDATE ... RETURNING ...)``) run them as one statement: all
+of it or, when it fails, none of it, in the caller's transaction, which
+holds the write lock.
 
 The statements are built once. :mod:`servicehop_caldav.store.objects` calls
-these functions on PostgreSQL (:func:`in_one_trip`) and keeps the
-three-statement path for SQLite.
+these functions on PostgreSQL (:func:`in_one_trip`) and keeps the separate
+statements for SQLite.
 """
 
 from __future__ import annotations
