@@ -17,7 +17,7 @@ from servicehop_caldav.store.records import CalendarState, Instance
 
 _i = calendar_instances.c
 # What an Instance is made of; joined into other modules' lookups too
-# (instance_of reads these names from a row).
+# (instance_of reads them by position, in this order).
 INSTANCE_COLUMNS = (
     _i.id,
     _i.calendar_id,
