@@ -30,6 +30,7 @@ from radicale import httputils, types
 from radicale.app import put as radicale_put
 
 from servicehop_caldav import health, propfind, refusal, report, request_log, rewritten
+from servicehop_caldav.store import read_ahead
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 # Methods Radicale answers without writing.
@@ -37,6 +38,9 @@ CALDAV = "urn:ietf:params:xml:ns:caldav"
 # statement for an item (a collection's members are read in a snapshot of
 # their own: Database.snapshot); a write reads only its login before the lock.
 _SNAPSHOT_METHODS = frozenset({"OPTIONS", "PROPFIND", "REPORT"})
+# Requests that read their path with the login (store.read_ahead): those
+# that read it in the login's transaction, which a write ends.
+_READ_AHEAD_METHODS = frozenset({"GET", "HEAD", "PROPFIND", "REPORT"})
 
 
 def refusal_response(refused: refusal.Refusal) -> types.WSGIResponse:
@@ -66,8 +70,11 @@ class Application(radicale.Application):
         db = getattr(self._storage, "db", None)
         if db is None:
             return super()._handle_request(environ)
-        # One connection and one read snapshot (Database.request).
-        with db.request(snapshot=environ.get("REQUEST_METHOD", "GET") in _SNAPSHOT_METHODS):
+        method = environ.get("REQUEST_METHOD", "GET")
+        # One connection and one read snapshot (Database.request); the
+        # request path read with the login where that saves a statement.
+        ahead = environ.get("PATH_INFO", "") if method in _READ_AHEAD_METHODS else None
+        with db.request(snapshot=method in _SNAPSHOT_METHODS), read_ahead.reading(ahead):
             return super()._handle_request(environ)
 
     def _answer_refusal(self, result: Any) -> Any:

@@ -44,6 +44,7 @@ from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from servicehop_caldav.provisioning import ensure_provisioned
+from servicehop_caldav.store import read_ahead
 
 
 class Auth(auth.BaseAuth):
@@ -99,7 +100,7 @@ class Auth(auth.BaseAuth):
 
     def _login(self, login: str, password: str) -> str:
         with self._db.transaction("r") as conn:
-            found = directory.credentials_of(conn, login)
+            found = directory.credentials_of(conn, login, read_ahead.wanted())
         if found is None:
             # Same work and the same answer as a wrong password.
             verify_password(password, dummy_hash())

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from servicehop_caldav.crypto import Keyring
@@ -16,6 +16,8 @@ from servicehop_caldav.db.schema import ROLES, calendar_instances, departments, 
 from servicehop_caldav.passwords import hash_password
 from servicehop_caldav.store import codec
 from servicehop_caldav.store import collections as store_collections
+from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store.read_ahead import Wanted
 
 LANGUAGES = ("nb", "en")
 # Ids and usernames are path segments of calendar URLs: keep them plain.
@@ -210,17 +212,31 @@ _CREDENTIALS = (
                                  calendar_instances.c.path == users.c.username))
     .where(users.c.username == bindparam("username"))
 )
+_HOME_AT = 2
+# The same with what the request path names (store.read_ahead): one row per
+# row of PATH_PARENT_AND_MEMBER, its columns from _AHEAD_AT on (NULL if none).
+_credentials = _CREDENTIALS.subquery()
+_path = store_objects.PATH_PARENT_AND_MEMBER.subquery()
+_CREDENTIALS_AND_PATH = select(_credentials, _path).select_from(_credentials.outerjoin(_path, true()))
+_AHEAD_AT = len(_CREDENTIALS.selected_columns)
 
 
-def credentials_of(conn: Connection, username: str) -> tuple[str, bool] | None:
+def credentials_of(conn: Connection, username: str, ahead: Wanted | None = None) -> tuple[str, bool] | None:
     """(password hash, disabled) of ``username``, or None if there is no
-    such user; the home read with it is remembered for the transaction."""
-    row = conn.execute(_CREDENTIALS, {"username": username}).first()
-    if row is None:
+    such user; the home read with it is remembered for the transaction, and
+    so is what the request path ``ahead`` names, read in the same statement."""
+    if ahead is None:
+        rows = conn.execute(_CREDENTIALS, {"username": username}).all()
+    else:
+        rows = conn.execute(_CREDENTIALS_AND_PATH, {"username": username, **ahead._asdict()}).all()
+    if not rows:
         return None
-    password_hash, disabled, home_id = row[0], row[1], row[2]
+    row = rows[0]
+    password_hash, disabled, home_id = row[0], row[1], row[_HOME_AT]
     store_collections.remember(
-        conn, username, store_collections.instance_of(row, at=2) if home_id is not None else None)
+        conn, username, store_collections.instance_of(row, at=_HOME_AT) if home_id is not None else None)
+    if ahead is not None:
+        store_objects.remember_path_and_member(conn, *ahead, rows, at=_AHEAD_AT)
     return password_hash, bool(disabled)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -85,9 +85,26 @@ _BY_HREF = select(*_COLUMNS).where(_o.calendar_id == bindparam("calendar_id"), _
 _MEMO = "objects"
 
 
+# Memo kind: (calendar_id, href) -> the row of an object read along with
+# something else and not decrypted yet (a tuple of _COLUMNS), or None.
+_UNREAD = "objects_unread"
+
+
 def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | None:
-    return memo.once(conn, _MEMO, (calendar_id, href), lambda: next(
-        _rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None))
+    def read() -> StoredObject | None:
+        unread = memo.memo(conn, _UNREAD)
+        if (calendar_id, href) in unread:
+            row = unread.pop((calendar_id, href))
+            return _stored(row, codec.decoder(conn)) if row is not None else None
+        return next(_rows(conn, _BY_HREF, {"calendar_id": calendar_id, "href": href}), None)
+
+    return memo.once(conn, _MEMO, (calendar_id, href), read)
+
+
+def _forget(conn: Connection, calendar_id: int, href: str) -> None:
+    """Drop what this transaction read at ``href`` (it is being written)."""
+    memo.memo(conn, _MEMO).pop((calendar_id, href), None)
+    memo.memo(conn, _UNREAD).pop((calendar_id, href), None)
 
 
 def remember_absent(conn: Connection, calendar_id: int, href: str) -> None:
@@ -100,7 +117,9 @@ _i = calendar_instances.c
 _MEMBER_PREFIX = "member_"
 _PATH = [c.name for c in store_collections.INSTANCE_COLUMNS].index("path")
 _MEMBER_AT = len(store_collections.INSTANCE_COLUMNS)  # the member's _COLUMNS follow
-_PATH_PARENT_AND_MEMBER = (
+# The instance at "path", or else the one at "parent" with its member "href"
+# (up to two rows): what a request path names.
+PATH_PARENT_AND_MEMBER = (
     select(*store_collections.INSTANCE_COLUMNS,
            *(c.label(_MEMBER_PREFIX + c.name) for c in _COLUMNS))
     .select_from(store_collections.INSTANCES_WITH_CALENDARS.outerjoin(calendar_objects, and_(
@@ -120,23 +139,34 @@ def get_path_and_member(
     if at_path is not None:
         return at_path, None, None
     seen_parent, at_parent = store_collections.known(conn, parent)
-    if seen and seen_parent:
-        member = get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
-        return None, at_parent, member
-    rows = {row[_PATH]: row for row in conn.execute(
-        _PATH_PARENT_AND_MEMBER, {"path": path, "parent": parent, "href": href})}
-    at_path = store_collections.instance_of(rows[path]) if path in rows else None
-    at_parent = store_collections.instance_of(rows[parent]) if parent in rows else None
+    if not (seen and seen_parent):
+        at_path, at_parent = remember_path_and_member(conn, path, parent, href, conn.execute(
+            PATH_PARENT_AND_MEMBER, {"path": path, "parent": parent, "href": href}).all())
+        if at_path is not None:
+            return at_path, None, None
+    member = get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
+    return None, at_parent, member
+
+
+def remember_path_and_member(
+    conn: Connection, path: str, parent: str, href: str, rows: Sequence[Any], at: int = 0,
+) -> tuple[Instance | None, Instance | None]:
+    """Note for the transaction what :data:`PATH_PARENT_AND_MEMBER` read (its
+    columns from ``at`` on, in each of ``rows``; rows whose path is NULL,
+    from an outer join, are none). The member stays encrypted until
+    :func:`get_object` asks for it: the login's statement reads it before
+    the password is checked (servicehop_caldav.store.read_ahead). Returns
+    (the instance at ``path``, the instance at ``parent``)."""
+    found = {row[at + _PATH]: row for row in rows if row[at + _PATH] is not None}
+    at_path = store_collections.instance_of(found[path], at) if path in found else None
+    at_parent = store_collections.instance_of(found[parent], at) if parent in found else None
     store_collections.remember(conn, path, at_path)
     store_collections.remember(conn, parent, at_parent)
-    if at_path is not None or at_parent is None:
-        return at_path, at_parent, None
-    row = rows[parent]
-    member = None
-    if row[_MEMBER_AT] is not None:  # the member's href
-        member = _stored(row, codec.decoder(conn), at=_MEMBER_AT)
-    memo.memo(conn, _MEMO)[(at_parent.calendar_id, href)] = member
-    return None, at_parent, member
+    if at_path is None and at_parent is not None:
+        row = found[parent]
+        member = row[at + _MEMBER_AT:at + _MEMBER_AT + _WIDTH] if row[at + _MEMBER_AT] is not None else None
+        memo.memo(conn, _UNREAD)[(at_parent.calendar_id, href)] = member
+    return at_path, at_parent
 
 
 def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
@@ -312,7 +342,7 @@ def put_object(
         data=data,
         occurrences_until=None if obj.occurrences is None else obj.occurrences.until,
     )
-    memo.memo(conn, _MEMO).pop((calendar_id, href), None)
+    _forget(conn, calendar_id, href)
     if one_trip.in_one_trip(conn):
         store_collections.forget_instances(conn)
         spans = obj.occurrences.spans if obj.occurrences is not None else ()
@@ -335,7 +365,7 @@ def put_object(
 
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
     """Delete the object at ``href``; False if there was none."""
-    memo.memo(conn, _MEMO).pop((calendar_id, href), None)
+    _forget(conn, calendar_id, href)
     if one_trip.in_one_trip(conn):
         store_collections.forget_instances(conn)
         return one_trip.delete_object(conn, calendar_id, href)
