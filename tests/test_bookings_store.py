@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.instance import Instance
@@ -117,3 +117,41 @@ def test_audit_holds_ids_and_codes_and_the_command_prints_them(
     assert missing.returncode == 1 and "no department 'nowhere'" in missing.stderr
     bad = run("hjem", "--since", "tomorrow")
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_a_new_booking_goes_in_with_its_audit_entry(instance_home: Path, people: dict[str, int]) -> None:
+    """On PostgreSQL the booking row and its entry are one statement; on
+    both backends both rows are there, or (a refused row) neither."""
+    entry = audit.AuditEntry("hjem", "book", "accepted", people["rita"], T0, T0 + HOUR, (), people["sam"])
+    with Instance(instance_home).open() as (db, _), db.transaction("w") as conn:
+        seen: list[str] = []
+        event.listen(conn, "before_cursor_execute", lambda *a: seen.append(a[2].split()[0]))
+        audit.record(conn, entry, booking(people, "b1", T0))
+        assert seen == (["WITH"] if db.backend == "postgresql" else ["INSERT", "INSERT"])
+        assert bookings.booking_for_event(conn, people["calendar"], "b1.ics") is not None
+        assert len(audit.entries(conn, "hjem")) == 1
+        with pytest.raises(ValueError, match="ends after it starts"):
+            audit.record(conn, entry, booking(people, "b2", T0, hours=0))
+        assert len(audit.entries(conn, "hjem")) == 1
+        assert bookings.booking_for_event(conn, people["calendar"], "b2.ics") is None
+
+
+def test_the_staff_are_read_with_their_assignments_calendars(
+    instance_home: Path, people: dict[str, int]
+) -> None:
+    """A booking writes the visit into the chosen one's assignments calendar:
+    read with the staff, no lookup of its own; a missing one reads None."""
+    with Instance(instance_home).open() as (db, keyring), db.transaction("w") as conn:
+        directory.add_role(conn, people["sam"], "hjem", "staff")
+        made = store_collections.create_instance(conn, "sam/assignments", {"tag": "VCALENDAR"})
+        rut = directory.add_user(conn, keyring, "rut", "pw", "Rut Lie", "rut@example.org")
+        directory.add_role(conn, rut, "hjem", "staff")
+        seen: list[str] = []
+        event.listen(conn, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        staff = directory.enabled_members(conn, keyring, "hjem", "staff", calendar="assignments")
+        assert [(m.username, m.name) for m in staff] == [("rut", "Rut Lie"), ("sam", "Sam Berg")]
+        assert len(seen) == 1
+        found = store_collections.get_instance(conn, "sam/assignments")
+        assert found is not None and found.calendar_id == made.calendar_id
+        assert store_collections.get_instance(conn, "rut/assignments") is None
+        assert len(seen) == 1  # both answered from the staff's statement

@@ -45,7 +45,13 @@ from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
 from servicehop_caldav.desk import views as desk_views
-from servicehop_caldav.desk.desk import BookingsCalendar, Desk, bookings_calendar, opening_calendar
+from servicehop_caldav.desk.desk import (
+    BookingsCalendar,
+    Desk,
+    bookings_calendar,
+    department_named,
+    opening_calendar,
+)
 from servicehop_caldav.desk.settings import SettingsFile
 from servicehop_caldav.desk.views import MakeObject
 from servicehop_caldav.keyfile import load_keys
@@ -54,6 +60,7 @@ from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store import occurrences as store_occurrences
 from servicehop_caldav.store import sync as store_sync
+from servicehop_caldav.store import write_ahead
 from servicehop_caldav.store.keycheck import bind_keyring
 from servicehop_caldav.store.records import CalendarState, Instance, NewObject, StoredObject
 from servicehop_caldav.store.verify import verify_database
@@ -562,9 +569,14 @@ class Storage(storage.BaseStorage):
                 parent_path, href = posixpath.split(sane_path)
                 if parent_path:
                     # The path, its parent and the parent's member of that
-                    # name in one query: a GET of an item needs all three.
-                    instance, parent, obj = store_objects.get_path_and_member(
-                        conn, sane_path, parent_path, href)
+                    # name in one query: a GET of an item needs all three;
+                    # a write reads what it will need too (store.write_ahead).
+                    if self.db.in_write():
+                        instance, parent, obj = write_ahead.get_path_and_member(
+                            conn, sane_path, parent_path, href, department_named(parent_path))
+                    else:
+                        instance, parent, obj = store_objects.get_path_and_member(
+                            conn, sane_path, parent_path, href)
                 else:
                     instance = store_collections.get_instance(conn, sane_path)
                     parent = obj = None

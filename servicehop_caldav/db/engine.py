@@ -340,6 +340,11 @@ class Database:
         finally:
             conn.close()
 
+    def in_write(self) -> bool:
+        """Whether this thread's transaction is a write (it holds the write lock)."""
+        scope: _Scope | None = getattr(self._local, "scope", None)
+        return scope is not None and scope.mode == "w"
+
     def current(self) -> Connection | None:
         """The connection of the transaction open on this thread, if any."""
         scope: _Scope | None = getattr(self._local, "scope", None)

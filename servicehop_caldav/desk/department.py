@@ -57,13 +57,18 @@ class DepartmentData:
         return next((p for p in self.staff.values() if p.username == username), None)
 
 
+# Each staff member's calendar of visits, read with the staff (a booking
+# writes the visit into the chosen one's).
+ASSIGNMENTS = "assignments"
+
+
 def load_department(
     conn: Connection, keyring: Keyring, department_id: str, settings: DepartmentSettings
 ) -> DepartmentData | None:
     department = directory.get_department(conn, department_id)
     if department is None:
         return None
-    staff = directory.enabled_members(conn, keyring, department_id, "staff")
+    staff = directory.enabled_members(conn, keyring, department_id, "staff", calendar=ASSIGNMENTS)
     return DepartmentData(department, settings, {p.id: p for p in staff})
 
 

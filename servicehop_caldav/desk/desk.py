@@ -46,7 +46,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
 
 from servicehop_caldav import logs
 from servicehop_caldav.booking import availability, events, texts
@@ -79,7 +79,6 @@ from servicehop_caldav.store.bookings import BookingRow
 from servicehop_caldav.store.records import NewObject, StoredObject
 
 KIND_PREFIX = "bookings-"
-ASSIGNMENTS = "assignments"
 MAX_NOTES = 4000
 """Longest recipient's note (characters) a booking takes: it is copied into
 the staff member's calendar, and a visit needs a few lines, not a book."""
@@ -102,12 +101,28 @@ class BookingsCalendar:
     department_id: str
 
 
+_OPENING_PREFIX = "opening-"
+
+
+def department_named(path: str) -> str | None:
+    """The department a calendar path names, if it is a department's: its
+    opening calendar or a recipient's bookings calendar (which the desk
+    then checks); what a write there will read."""
+    parts = path.split("/")
+    if len(parts) != 2:
+        return None
+    for prefix in (_OPENING_PREFIX, KIND_PREFIX):
+        if parts[1].startswith(prefix) and len(parts[1]) > len(prefix):
+            return parts[1][len(prefix):]
+    return None
+
+
 def opening_calendar(conn: Connection, path: str, calendar_id: int) -> str | None:
     """The department whose opening calendar is mounted at ``path``, if any."""
     parts = path.split("/")
-    if len(parts) != 2 or not parts[1].startswith("opening-"):
+    if len(parts) != 2 or not parts[1].startswith(_OPENING_PREFIX):
         return None
-    department = directory.get_department(conn, parts[1][len("opening-"):])
+    department = directory.get_department(conn, parts[1][len(_OPENING_PREFIX):])
     if department is None or department.opening_calendar_id != calendar_id:
         return None
     return department.id
@@ -351,8 +366,7 @@ class Desk:
         row = visits.new_row(put.data, put.owner_id, event.interval, staff.id, "confirmed",
                              put.calendar.calendar_id, put.href)
         row = put.write_assignment(row, event)
-        store_bookings.insert_booking(put.conn, row)
-        self._audit(put, row.id, "book", "accepted", event.interval, (), staff.id)
+        self._audit(put, row.id, "book", "accepted", event.interval, (), staff.id, new=row)
         if _availability_unchanged(put, considered, Booking(row.id, str(put.owner_id), staff.username,
                                                              event.interval)):
             put.views.roll()
@@ -365,8 +379,7 @@ class Desk:
         """Full, and the department keeps a waiting list: the request waits."""
         row = visits.new_row(put.data, put.owner_id, event.interval, None, "waiting",
                              put.calendar.calendar_id, put.href)
-        store_bookings.insert_booking(put.conn, row)
-        self._audit(put, row.id, "book", "waiting", event.interval, (Reason.NO_STAFF_FREE,), None)
+        self._audit(put, row.id, "book", "waiting", event.interval, (Reason.NO_STAFF_FREE,), None, new=row)
         put.views.write_overview(row, event, put.recipient.name, None, new=True)
         return self._store_waiting(put, make_object)
 
@@ -489,16 +502,18 @@ class Desk:
     def _audit(
         self, put: _Put, booking_id: str | None, action: str, outcome: str,
         interval: Interval | None, reasons: Sequence[Reason], staff_id: int | None,
+        new: store_bookings.BookingRow | None = None,
     ) -> None:
         """Record the decision in the audit log, and log it (ids only) when
-        it commits; ``booking_id`` is None for a new request refused."""
+        it commits; ``booking_id`` is None for a new request refused. ``new``:
+        the booking row the decision makes, inserted with the entry."""
         entry = audit.AuditEntry(
             put.data.department.id, action, outcome, put.owner_id,
             timestamp(interval.start) if interval is not None else None,
             timestamp(interval.end) if interval is not None else None,
             tuple(r.value for r in reasons), staff_id, at=put.now.timestamp(),
         )
-        audit.record(put.conn, entry)
+        audit.record(put.conn, entry, new)
         logs.decision(put.conn, booking_id, entry)
 
 
@@ -564,12 +579,16 @@ def _availability_unchanged(put: _Put, considered: visits.Considered, added: Boo
     )
 
 
+_b, _o = bookings_table.c, calendar_objects.c
+_UID_TAKEN = select(exists().where(  # built once: every new booking asks
+    _o.calendar_id.in_(select(_b.booking_calendar_id).where(
+        _b.department_id == bindparam("department_id"), _b.recipient_id != bindparam("owner_id"))),
+    _o.uid == bindparam("uid"),
+))
+
+
 def _uid_taken(put: _Put, uid: str) -> bool:
     """Whether another recipient of the department has a booking with this UID."""
-    b, o = bookings_table.c, calendar_objects.c
-    others = select(b.booking_calendar_id).where(
-        b.department_id == put.data.department.id, b.recipient_id != put.owner_id
-    )
     return bool(put.conn.execute(
-        select(exists().where(o.calendar_id.in_(others), o.uid == uid))
+        _UID_TAKEN, {"department_id": put.data.department.id, "owner_id": put.owner_id, "uid": uid}
     ).scalar())

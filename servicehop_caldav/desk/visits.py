@@ -24,6 +24,7 @@ from servicehop_caldav.booking.events import BookingEvent, EventError
 from servicehop_caldav.booking.model import Booking, Decision, Interval, Request, Rules, Window
 from servicehop_caldav.booking.rules import decide
 from servicehop_caldav.desk.department import (
+    ASSIGNMENTS,
     DepartmentData,
     bookings_for_decision,
     opening_windows,
@@ -39,8 +40,6 @@ from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.bookings import BookingRow
 
 logger = logging.getLogger(__name__)
-
-ASSIGNMENTS = "assignments"
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,12 @@ _DEPARTMENT = select(departments).where(departments.c.id == bindparam("id"))
 _DEPARTMENTS = "departments"
 
 
+def remember_department(conn: Connection, id_: str, department: Department | None) -> None:
+    """Note what another module's statement read of department ``id_`` in
+    this transaction (store.write_ahead)."""
+    memo.memo(conn, _DEPARTMENTS)[id_] = department
+
+
 def get_department(conn: Connection, id_: str) -> Department | None:
     def read() -> Department | None:
         row = conn.execute(_DEPARTMENT, {"id": id_}).first()
@@ -318,15 +324,30 @@ class Member:
     email: str
 
 
-def enabled_members(conn: Connection, keyring: Keyring, department_id: str, role: str) -> list[Member]:
+def enabled_members(
+    conn: Connection, keyring: Keyring, department_id: str, role: str, calendar: str | None = None,
+) -> list[Member]:
     """The enabled people holding ``role`` in ``department_id``, by username:
     one query, and only their name and e-mail decrypted (every booking reads
-    the department's staff)."""
-    return [
-        Member(row.id, row.username, _decrypt(keyring, row.key_id, "name", row.name_enc) or "",
-               _decrypt(keyring, row.key_id, "email", row.email_enc) or "")
-        for row in conn.execute(_ENABLED_MEMBERS, {"department_id": department_id, "role": role})
-    ]
+    the department's staff). ``calendar``: each one's collection of that
+    name (``username/calendar``) is read in the same query and remembered
+    for the transaction (a booking writes the visit into the assignments
+    calendar of the one it chose)."""
+    if calendar is None:
+        rows = conn.execute(_ENABLED_MEMBERS, {"department_id": department_id, "role": role}).all()
+    else:
+        rows = conn.execute(_ENABLED_MEMBERS_WITH_CALENDAR,
+                            {"department_id": department_id, "role": role, "calendar": calendar}).all()
+    members = []
+    for row in rows:
+        id_, username, key_id, name_enc, email_enc = row[:_MEMBER_WIDTH]
+        members.append(Member(id_, username, _decrypt(keyring, key_id, "name", name_enc) or "",
+                              _decrypt(keyring, key_id, "email", email_enc) or ""))
+        if calendar is not None:
+            found = row[_MEMBER_WIDTH + 1] is not None  # the instance's calendar_id
+            store_collections.remember(conn, f"{username}/{calendar}", store_collections.instance_of(
+                row, at=_MEMBER_WIDTH) if found else None)
+    return members
 
 
 _ENABLED_MEMBERS = (  # built once (see store.objects): every booking reads it
@@ -335,6 +356,12 @@ _ENABLED_MEMBERS = (  # built once (see store.objects): every booking reads it
         select(user_roles.c.user_id).where(user_roles.c.department_id == bindparam("department_id"),
                                            user_roles.c.role == bindparam("role"))))
     .order_by(users.c.username)
+)
+_MEMBER_WIDTH = len(_ENABLED_MEMBERS.selected_columns)
+_ENABLED_MEMBERS_WITH_CALENDAR = (
+    _ENABLED_MEMBERS.add_columns(*store_collections.INSTANCE_COLUMNS)
+    .outerjoin(store_collections.INSTANCES_WITH_CALENDARS,
+               calendar_instances.c.path == users.c.username + "/" + bindparam("calendar"))
 )
 
 

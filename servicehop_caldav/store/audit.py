@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, insert, select
 
 from servicehop_caldav.db.schema import audit_log, users
+from servicehop_caldav.store import bookings as store_bookings
+from servicehop_caldav.store import one_trip
+from servicehop_caldav.store.bookings import BookingRow
 
 # Decisions taken without a request: "reassign" (another employee, or a
 # flagged booking confirmed again), "flag", "confirm-waiting" (a waiting
@@ -45,16 +48,30 @@ class AuditLine:
     staff: str | None
 
 
-def record(conn: Connection, entry: AuditEntry) -> None:
+# Built once (SQLAlchemy keys a statement per object). On PostgreSQL a new
+# booking's row goes in with its entry: one statement, one round trip.
+_INSERT = insert(audit_log)
+_WITH_BOOKING = _INSERT.add_cte(store_bookings.INSERT.cte("booking"))
+
+
+def record(conn: Connection, entry: AuditEntry, booking: BookingRow | None = None) -> None:
+    """Write ``entry``; with ``booking``, the new booking row it decided
+    (:func:`store_bookings.insert_booking`), in one statement where the
+    backend can."""
     if entry.action not in ACTIONS or entry.outcome not in OUTCOMES:
         raise ValueError(f"unknown audit action/outcome {entry.action!r}/{entry.outcome!r}")
-    conn.execute(
-        insert(audit_log).values(
-            at=entry.at, department_id=entry.department_id, recipient_id=entry.recipient_id,
-            start_ts=entry.start_ts, end_ts=entry.end_ts, action=entry.action,
-            outcome=entry.outcome, reasons=",".join(entry.reasons), staff_id=entry.staff_id,
-        )
-    )
+    values = {
+        "at": entry.at, "department_id": entry.department_id, "recipient_id": entry.recipient_id,
+        "start_ts": entry.start_ts, "end_ts": entry.end_ts, "action": entry.action,
+        "outcome": entry.outcome, "reasons": ",".join(entry.reasons), "staff_id": entry.staff_id,
+    }
+    if booking is None:
+        conn.execute(_INSERT, values)
+    elif one_trip.in_one_trip(conn):
+        conn.execute(_WITH_BOOKING, {**values, **store_bookings.insert_values(booking)})
+    else:
+        store_bookings.insert_booking(conn, booking)
+        conn.execute(_INSERT, values)
 
 
 def entries(conn: Connection, department_id: str, since: float | None = None) -> list[AuditLine]:

@@ -58,10 +58,21 @@ def _check(booking: BookingRow) -> None:
         raise ValueError("a booking ends after it starts")
 
 
-def insert_booking(conn: Connection, booking: BookingRow) -> None:
+# Built once (SQLAlchemy keys a statement per object). Its parameters are
+# named apart from the columns, so that it can go into another table's
+# statement as a CTE (store.audit).
+INSERT = insert(bookings).values({c.name: bindparam(f"b_{c.name}") for c in bookings.columns})
+
+
+def insert_values(booking: BookingRow) -> dict[str, object]:
+    """The checked parameters of :data:`INSERT` for a new booking row."""
     _check(booking)
     now = time.time()
-    conn.execute(insert(bookings).values(**booking.__dict__, created=now, updated=now))
+    return {f"b_{k}": v for k, v in (*booking.__dict__.items(), ("created", now), ("updated", now))}
+
+
+def insert_booking(conn: Connection, booking: BookingRow) -> None:
+    conn.execute(INSERT, insert_values(booking))
 
 
 def save_booking(conn: Connection, booking: BookingRow) -> None:
@@ -120,11 +131,13 @@ def _find_query(starts_from: bool, starts_before: bool, overlapping: bool, by_re
 _FIND: dict[tuple[bool, bool, bool, bool], Select] = {}
 
 
+_FOR_EVENT = select(bookings).where(_b.booking_calendar_id == bindparam("calendar_id"),
+                                    _b.booking_href == bindparam("href"))
+
+
 def booking_for_event(conn: Connection, calendar_id: int, href: str) -> BookingRow | None:
     """The booking whose recipient event is ``href`` in calendar ``calendar_id``."""
-    row = conn.execute(
-        select(bookings).where(_b.booking_calendar_id == calendar_id, _b.booking_href == href)
-    ).first()
+    row = conn.execute(_FOR_EVENT, {"calendar_id": calendar_id, "href": href}).first()
     return _row(row) if row is not None else None
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine, func, select
 
 from servicehop_caldav.crypto import KeyError_, Keyring
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import key_checks
 
 OBJECT_CONTEXT = b"calendar_objects.data"
@@ -77,7 +78,8 @@ def check_current(conn: Connection, keyring: Keyring) -> None:
     transaction = conn.get_transaction()
     if transaction is not None and conn.info.get(_CHECKED) is transaction:
         return
-    newest = conn.execute(_NEWEST_KEY).scalar()
+    read = memo.memo(conn, _NEWEST)
+    newest = read["newest"] if "newest" in read else conn.execute(NEWEST_KEY).scalar()
     if newest is not None and newest > keyring.current:
         raise StaleKeyError(
             f"the instance key was rotated (key {newest}) after this process loaded key "
@@ -86,7 +88,21 @@ def check_current(conn: Connection, keyring: Keyring) -> None:
     conn.info[_CHECKED] = transaction
 
 
-_NEWEST_KEY = select(func.max(key_checks.c.key_id))  # built once: every write asks
+NEWEST_KEY = select(func.max(key_checks.c.key_id))  # built once: every write asks
+# Memo kind: {"newest": the newest key id} as another statement of the
+# write transaction read it (store.write_ahead).
+_NEWEST = "newest_key"
+
+
+def knows_newest(conn: Connection) -> bool:
+    """Whether this transaction has read the newest key id already."""
+    return "newest" in memo.memo(conn, _NEWEST)
+
+
+def remember_newest(conn: Connection, newest: int | None) -> None:
+    """Note the newest key id that a statement of this write transaction
+    read after the write lock was taken: :func:`check_current` asks no more."""
+    memo.memo(conn, _NEWEST)["newest"] = newest
 
 
 def encode(conn: Connection, text: str) -> tuple[bytes, int | None]:

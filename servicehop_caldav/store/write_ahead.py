@@ -1,0 +1,58 @@
+"""What a write reads before it writes, in the statement that looks its path up.
+
+A write transaction (a PUT, a DELETE) takes the write lock, then looks its
+request path up (Radicale's ``discover``). Before it writes anything it
+reads two more things: the newest key (``codec.check_current``: nothing is
+written under a key a rotation has retired) and, for the calendars of a
+department (its opening calendar, a recipient's bookings calendar), the
+department. On PostgreSQL each was a round trip of its own. Here the path
+lookup reads them too. It runs after the lock, in the same transaction, so
+it sees what those reads would have seen (under READ COMMITTED each
+statement sees what was committed before it began, and a key rotation
+commits under the same lock).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, bindparam, func, select, true
+
+from servicehop_caldav.db.schema import departments, key_checks
+from servicehop_caldav.directory import store as directory
+from servicehop_caldav.store import codec
+from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store.records import Instance, StoredObject
+
+_d = departments.c
+_DEPARTMENT_COLUMNS = (_d.id, _d.name, _d.timezone, _d.language, _d.opening_calendar_id)
+# One row even with no key and no department (an aggregate without GROUP BY).
+_newest = select(func.max(key_checks.c.key_id).label("newest_key")).subquery()
+_department = select(*_DEPARTMENT_COLUMNS).where(_d.id == bindparam("department_id")).subquery()
+_path = store_objects.PATH_PARENT_AND_MEMBER.subquery()
+_STATEMENT = (
+    select(_newest, _department, _path)
+    .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true()))
+)
+_DEPARTMENT_AT = 1
+_PATH_AT = _DEPARTMENT_AT + len(_DEPARTMENT_COLUMNS)
+
+
+def get_path_and_member(
+    conn: Connection, path: str, parent: str, href: str, department_id: str | None,
+) -> tuple[Instance | None, Instance | None, StoredObject | None]:
+    """:func:`store_objects.get_path_and_member`, in a write transaction
+    holding the lock; its first lookup reads the newest key and department
+    ``department_id`` (None: none) in the same statement."""
+    if codec.knows_newest(conn):  # not the transaction's first lookup
+        return store_objects.get_path_and_member(conn, path, parent, href)
+    rows = conn.execute(_STATEMENT, {"path": path, "parent": parent, "href": href,
+                                     "department_id": department_id or ""}).all()
+    codec.remember_newest(conn, rows[0][0])
+    if department_id is not None:
+        found = rows[0][_DEPARTMENT_AT]
+        directory.remember_department(conn, department_id, directory.Department(
+            *rows[0][_DEPARTMENT_AT:_PATH_AT]) if found is not None else None)
+    at_path, at_parent = store_objects.remember_path_and_member(conn, path, parent, href, rows, at=_PATH_AT)
+    if at_path is not None:
+        return at_path, None, None
+    member = store_objects.get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
+    return None, at_parent, member
