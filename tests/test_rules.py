@@ -5,7 +5,7 @@ that apply random requests in sequence and check the invariants."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -742,3 +742,13 @@ def test_accepted_requests_fit_in_a_free_interval(windows: list[Window], data: s
     for part in free_intervals(windows, bookings, rules):
         assert any(w.interval.contains(part) and w.staff for w in windows)
         assert part.start.tzinfo is OSLO
+
+
+def test_an_interval_of_timestamps_is_the_interval_of_those_moments() -> None:
+    start, end = 1_764_576_000, 1_764_579_600
+    made = Interval.of_timestamps(start, end)
+    assert made == Interval(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
+    assert made.duration == timedelta(hours=1) and made.start.tzinfo is UTC
+    for later_start in (end, end + 1):
+        with pytest.raises(ValueError, match="ends after it starts"):
+            Interval.of_timestamps(later_start, end)

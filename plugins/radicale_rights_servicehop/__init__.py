@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from radicale import config, pathutils, rights
 from radicale.log import logger
 from radicale_storage_servicehop import database_url_of
-from sqlalchemy import select
+from sqlalchemy import bindparam, null, select, union_all
 
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.schema import calendar_instances, user_roles, users
@@ -70,24 +70,28 @@ class Grants:
     collections: dict[str, str]
 
 
+# The user's rows with their roles, then (role NULL, disabled NULL) the paths
+# of their home's collections: one statement, built once (every login whose
+# grants are not cached reads it).
+_GRANTS = union_all(
+    select(users.c.disabled, user_roles.c.department_id, user_roles.c.role, null().label("path"))
+    .select_from(users.outerjoin(user_roles, user_roles.c.user_id == users.c.id))
+    .where(users.c.username == bindparam("username")),
+    select(null(), null(), null(), calendar_instances.c.path)
+    .where(calendar_instances.c.parent_path == bindparam("username")),
+)
+
+
 def read_grants(db: Database, username: str) -> Grants | None:
     """The user's grants from the directory; None if unknown or disabled."""
     with db.transaction("r") as conn:
-        rows = conn.execute(
-            select(users.c.disabled, user_roles.c.department_id, user_roles.c.role)
-            .select_from(users.outerjoin(user_roles, user_roles.c.user_id == users.c.id))
-            .where(users.c.username == username)
-        ).all()
-        if not rows or any(bool(r.disabled) for r in rows):
-            return None
-        roles = [Role(r.department_id, r.role) for r in rows if r.role is not None]
-        existing = set(
-            conn.execute(
-                select(calendar_instances.c.path).where(
-                    calendar_instances.c.parent_path == username
-                )
-            ).scalars()
-        )
+        rows = conn.execute(_GRANTS, {"username": username}).all()
+    user_rows = [(disabled, department_id, role) for disabled, department_id, role, path in rows
+                 if path is None]
+    if not user_rows or any(bool(disabled) for disabled, _, _ in user_rows):
+        return None
+    roles = [Role(department_id, role) for _, department_id, role in user_rows if role is not None]
+    existing = {path for *_, path in rows if path is not None}
     collections = {
         name: READ_WRITE if rc.writable else READ_ONLY
         for name, rc in role_collections(roles).items()

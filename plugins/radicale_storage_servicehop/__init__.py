@@ -51,6 +51,7 @@ from servicehop_caldav.desk.desk import (
     bookings_calendar,
     department_named,
     opening_calendar,
+    uid_in_calendar,
 )
 from servicehop_caldav.desk.settings import SettingsFile
 from servicehop_caldav.desk.views import MakeObject
@@ -331,6 +332,9 @@ class Collection(storage.BaseCollection):
         if self._calendar_id is None:
             return False
         with self._storage.reading() as conn:
+            bookings = self._bookings
+            if bookings is not None:  # with the desk's check of the department
+                return uid_in_calendar(conn, bookings, uid)
             return store_objects.has_uid(conn, self._calendar_id, uid)
 
     def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:

@@ -149,7 +149,7 @@ def as_booking(data: DepartmentData, row: Span) -> Booking:
         id=row.id,
         recipient=str(row.recipient_id),
         staff=data.staff_username(row.staff_id),
-        interval=Interval(datetime.fromtimestamp(row.start_ts, UTC), datetime.fromtimestamp(row.end_ts, UTC)),
+        interval=Interval.of_timestamps(row.start_ts, row.end_ts),
     )
 
 

@@ -46,14 +46,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, exists, select
+from sqlalchemy import ColumnElement, Connection, Exists, bindparam, exists, select
 
 from servicehop_caldav import logs
 from servicehop_caldav.booking import availability, events, texts
 from servicehop_caldav.booking.events import BookingEvent, EventError, Unbookable
 from servicehop_caldav.booking.model import Booking, Decision, Interval, Reason
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import bookings as bookings_table
-from servicehop_caldav.db.schema import calendar_objects
+from servicehop_caldav.db.schema import calendar_objects, users
 from servicehop_caldav.desk import redecide, visits
 from servicehop_caldav.desk.department import (
     OCCURRENCE_MARGIN,
@@ -580,15 +581,47 @@ def _availability_unchanged(put: _Put, considered: visits.Considered, added: Boo
 
 
 _b, _o = bookings_table.c, calendar_objects.c
-_UID_TAKEN = select(exists().where(  # built once: every new booking asks
-    _o.calendar_id.in_(select(_b.booking_calendar_id).where(
-        _b.department_id == bindparam("department_id"), _b.recipient_id != bindparam("owner_id"))),
-    _o.uid == bindparam("uid"),
-))
+
+
+def _elsewhere(owner_id: ColumnElement[int]) -> Exists:
+    """Whether a recipient of the department other than ``owner_id`` has a
+    booking event with the UID."""
+    return exists().where(
+        _o.calendar_id.in_(select(_b.booking_calendar_id).where(
+            _b.department_id == bindparam("department_id"), _b.recipient_id != owner_id)),
+        _o.uid == bindparam("uid"),
+    )
+
+
+# Built once: every new booking asks.
+_UID_TAKEN = select(_elsewhere(bindparam("owner_id")))
+# Radicale's no-uid-conflict check of the calendar and the desk's check of the
+# department's other bookings calendars, in one statement: a new booking asks both.
+_UID_HERE_AND_ELSEWHERE = select(
+    exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid")),
+    _elsewhere(select(users.c.id).where(users.c.username == bindparam("owner")).scalar_subquery()),
+)
+# Memo kind: (bookings calendar id, uid) -> whether another recipient of its
+# department has a booking with that UID, as read by uid_in_calendar.
+_TAKEN_ELSEWHERE = "uid_taken_elsewhere"
+
+
+def uid_in_calendar(conn: Connection, calendar: BookingsCalendar, uid: str) -> bool:
+    """Whether bookings calendar ``calendar`` holds an object with ``uid``
+    (Radicale's no-uid-conflict check); whether another recipient of the
+    department has one is read in the same statement, for :func:`_uid_taken`."""
+    here, elsewhere = conn.execute(_UID_HERE_AND_ELSEWHERE, {
+        "calendar_id": calendar.calendar_id, "uid": uid,
+        "department_id": calendar.department_id, "owner": calendar.owner}).one()
+    memo.memo(conn, _TAKEN_ELSEWHERE)[(calendar.calendar_id, uid)] = bool(elsewhere)
+    return bool(here)
 
 
 def _uid_taken(put: _Put, uid: str) -> bool:
     """Whether another recipient of the department has a booking with this UID."""
+    known = memo.memo(put.conn, _TAKEN_ELSEWHERE)
+    if (put.calendar.calendar_id, uid) in known:
+        return bool(known[(put.calendar.calendar_id, uid)])
     return bool(put.conn.execute(
         _UID_TAKEN, {"department_id": put.data.department.id, "owner_id": put.owner_id, "uid": uid}
     ).scalar())

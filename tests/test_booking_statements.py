@@ -1,0 +1,57 @@
+"""What a new booking reads and writes, statement by statement.
+
+Each statement on PostgreSQL is a round trip, and a booking PUT made 35 of
+them before issue 5's work. This pins what was merged: the UID checks, the
+booking row with its audit entry, the key and the department with the path,
+the staff with their assignments calendars. A change that splits one of them
+again fails here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Connection, event
+
+from tests.helpers.booking_world import BookingWorld, booking_world, days_ahead, local
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookingWorld]:
+    yield from booking_world(request.param, tmp_path_factory.mktemp(f"statements-{request.param}"))
+
+
+def test_a_new_booking_merges_its_reads_and_writes(world: BookingWorld) -> None:
+    dept = world.department(staff=2)
+    day = days_ahead(3)
+    dept.open(local(day, 8), local(day, 16), staff=dept.staff)
+    rita = dept.recipient()
+    assert world.get(rita, f"/{rita}/bookings-{dept.id}/").status_code in (200, 207)  # logs in
+    seen: list[str] = []
+
+    @event.listens_for(world.db.engine, "before_cursor_execute")
+    def _record(_c: Connection, _cur: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    try:
+        start = local(day, 10)
+        booked = world.book(rita, dept, start, start + timedelta(hours=1))
+    finally:
+        event.remove(world.db.engine, "before_cursor_execute", _record)
+    assert booked.confirmed
+    put = seen  # the PUT's statements, then the GET's (one)
+
+    def reading(*words: str) -> list[str]:
+        return [s for s in put if all(w in s for w in words)]
+
+    assert len(reading("calendar_objects.uid =")) == 1  # Radicale's and the desk's UID checks
+    assert len(reading("max(key_checks.key_id)")) == 1 and "departments" in reading("max(key_checks")[0]
+    assert [s for s in put if s.startswith("SELECT departments.")] == []  # read with the path
+    assert len(reading("INSERT INTO bookings")) == 1
+    if world.db.backend == "postgresql":
+        assert reading("INSERT INTO bookings")[0].startswith("WITH booking AS")  # with its audit entry
+    staff = reading("FROM users", "user_roles.role =")
+    assert len(staff) == 1 and "calendar_instances" in staff[0]  # with the assignments calendars
+    assert [s for s in put if s.startswith("SELECT calendar_instances.") and "assignments" in s] == []
+    assert len(world.bookings(dept)) == 1 and len(world.audit(dept)) == 1
