@@ -288,7 +288,9 @@ class Collection(storage.BaseCollection):
             rows = store_objects.index_listing(conn, self._calendar_id)
         dates: dict[int, str] = {}  # one strftime per second, not per row
         listing = []
-        for href, etag, name, component, modified in rows:
+        rows.reverse()  # taken from the end, in order: each row goes as its entry comes
+        while rows:
+            href, etag, name, component, modified = rows.pop()
             second = int(modified)
             date = dates.get(second)
             if date is None:

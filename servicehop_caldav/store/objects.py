@@ -210,7 +210,7 @@ def index_listing(conn: Connection, calendar_id: int) -> list[tuple[str, str, st
         _o.calendar_id == calendar_id
     ).order_by(_o.href)
     return [(href, etag, name, component, modified)
-            for href, etag, name, component, modified in conn.execute(query).all()]
+            for href, etag, name, component, modified in conn.execute(query)]
 
 
 def etags_in_range(
