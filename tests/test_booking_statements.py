@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Connection, event
 
 from tests.helpers.booking_world import BookingWorld, booking_world, days_ahead, local
+from tests.helpers.statements import recorded
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -28,19 +28,11 @@ def test_a_new_booking_merges_its_reads_and_writes(world: BookingWorld) -> None:
     dept.open(local(day, 8), local(day, 16), staff=dept.staff)
     rita = dept.recipient()
     assert world.get(rita, f"/{rita}/bookings-{dept.id}/").status_code in (200, 207)  # logs in
-    seen: list[str] = []
-
-    @event.listens_for(world.db.engine, "before_cursor_execute")
-    def _record(_c: Connection, _cur: object, statement: str, *_args: object) -> None:
-        seen.append(" ".join(statement.split()))
-
-    try:
-        start = local(day, 10)
-        booked = world.book(rita, dept, start, start + timedelta(hours=1))
-    finally:
-        event.remove(world.db.engine, "before_cursor_execute", _record)
+    seen = recorded(world.db.engine)
+    start = local(day, 10)
+    booked = world.book(rita, dept, start, start + timedelta(hours=1))
     assert booked.confirmed
-    put = seen  # the PUT's statements, then the GET's (one)
+    put = list(seen)  # the PUT's statements, then the GET's (one)
 
     def reading(*words: str) -> list[str]:
         return [s for s in put if all(w in s for w in words)]

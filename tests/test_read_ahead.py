@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import requests
 from radicale_storage_servicehop import object_of_text
-from sqlalchemy import Connection, event
 
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.engine import Database
@@ -22,26 +21,11 @@ from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.read_ahead import Wanted, wanted_for
 from tests.conftest import start_instance_server
+from tests.helpers.robust import ICS, event
+from tests.helpers.statements import recorded
 
 CALENDAR = "demo/opening-demo"
 A = Wanted(f"{CALENDAR}/a.ics", CALENDAR, "a.ics")
-ICS = {"Content-Type": "text/calendar"}
-
-
-def _event(uid: str, summary: str = "x") -> str:
-    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
-            f"UID:{uid}\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250106T100000Z\r\n"
-            f"DTEND:20250106T110000Z\r\nSUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
-
-
-def _statements(db: Database) -> list[str]:
-    seen: list[str] = []
-
-    @event.listens_for(db.engine, "before_cursor_execute")
-    def _count(_c: Connection, _cur: object, statement: str, *_args: object) -> None:
-        seen.append(statement)
-
-    return seen
 
 
 def test_wanted_for_names_what_discover_looks_up() -> None:
@@ -60,8 +44,8 @@ def test_a_get_of_an_item_is_one_statement_and_answers_right(tmp_path: Path, dat
         session = requests.Session()
         session.auth = (created.user, created.password)
         url = f"{server.url}/{CALENDAR}/a.ics"
-        assert session.put(url, data=_event("a", "first"), headers=ICS).status_code == 201
-        seen = _statements(Database.shared(database_url))
+        assert session.put(url, data=event("a", "first"), headers=ICS).status_code == 201
+        seen = recorded(Database.shared(database_url).engine)
         got = session.get(url)
         assert got.status_code == 200 and "SUMMARY:first" in got.text
         assert len(seen) == 1, seen  # the login, the calendar and the item together
@@ -72,7 +56,7 @@ def test_a_get_of_an_item_is_one_statement_and_answers_right(tmp_path: Path, dat
         wrong = session.get(url, auth=(created.user, "wrong"))
         assert wrong.status_code == 401 and "SUMMARY" not in wrong.text
         # A changed item is read fresh by the next request.
-        assert session.put(url, data=_event("a", "second"), headers=ICS).status_code == 204
+        assert session.put(url, data=event("a", "second"), headers=ICS).status_code == 204
         assert "SUMMARY:second" in session.get(url).text
         # A collection read with the login: PROPFIND and REPORT still answer.
         found = session.request("PROPFIND", f"{server.url}/{CALENDAR}/", headers={"Depth": "1"})
@@ -90,7 +74,7 @@ def db_and_calendar(instance_home: Path) -> Iterator[tuple[Database, int]]:
             instance = store_collections.get_instance(conn, CALENDAR)
             assert instance is not None
             store_objects.put_object(conn, instance.calendar_id, "a.ics",
-                                     object_of_text(CALENDAR)(_event("a", "first")))
+                                     object_of_text(CALENDAR)(event("a", "first")))
         yield db, instance.calendar_id
 
 
@@ -103,7 +87,7 @@ def test_the_member_read_with_the_login_stays_encrypted_until_asked_for(
         assert (calendar, "a.ics") not in memo.memo(conn, store_objects._MEMO)
         unread = memo.memo(conn, store_objects._UNREAD)[(calendar, "a.ics")]
         assert isinstance(unread[-1], bytes)  # the stored data, not a text
-        seen = _statements(db)
+        seen = recorded(db.engine)
         at_path, parent, member = store_objects.get_path_and_member(conn, *A)
         assert seen == []  # all of it was read with the login
         assert at_path is None and parent is not None and parent.calendar_id == calendar
@@ -115,11 +99,11 @@ def test_a_write_is_not_answered_from_what_the_login_read(db_and_calendar: tuple
     db, calendar = db_and_calendar
     with db.transaction("w") as conn:
         directory.credentials_of(conn, "demo", A)
-        store_objects.put_object(conn, calendar, "a.ics", object_of_text(CALENDAR)(_event("a", "second")))
+        store_objects.put_object(conn, calendar, "a.ics", object_of_text(CALENDAR)(event("a", "second")))
         member = store_objects.get_object(conn, calendar, "a.ics")
         assert member is not None and "SUMMARY:second" in member.text
         directory.credentials_of(conn, "demo", Wanted(f"{CALENDAR}/b.ics", CALENDAR, "b.ics"))
-        store_objects.put_object(conn, calendar, "b.ics", object_of_text(CALENDAR)(_event("b")))
+        store_objects.put_object(conn, calendar, "b.ics", object_of_text(CALENDAR)(event("b")))
         assert store_objects.get_object(conn, calendar, "b.ics") is not None  # read-ahead said: none
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import Connection, event, insert
+from sqlalchemy import insert
 
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.schema import key_checks
@@ -20,25 +20,10 @@ from servicehop_caldav.directory import store as directory
 from servicehop_caldav.instance import Instance, init_instance
 from servicehop_caldav.store import codec, write_ahead
 from tests.conftest import start_instance_server
+from tests.helpers.robust import ICS, event
+from tests.helpers.statements import recorded
 
 CALENDAR = "demo/opening-demo"
-ICS = {"Content-Type": "text/calendar"}
-
-
-def _event(uid: str) -> str:
-    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\n"
-            f"UID:{uid}\r\nDTSTAMP:20250101T000000Z\r\nDTSTART:20250106T100000Z\r\n"
-            f"DTEND:20250106T110000Z\r\nSUMMARY:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
-
-
-def _statements(db: Database) -> list[str]:
-    seen: list[str] = []
-
-    @event.listens_for(db.engine, "before_cursor_execute")
-    def _count(_c: Connection, _cur: object, statement: str, *_args: object) -> None:
-        seen.append(" ".join(statement.split()))
-
-    return seen
 
 
 class _Undo(Exception):
@@ -68,8 +53,8 @@ def test_a_put_into_a_department_calendar_reads_key_and_department_with_its_path
         session.auth = (created.user, created.password)
         # The first login verifies the password and provisions: reads of its own.
         assert session.request("PROPFIND", f"{server.url}/{CALENDAR}/").status_code == 207
-        seen = _statements(Database.shared(database_url))
-        r = session.put(f"{server.url}/{CALENDAR}/a.ics", data=_event("a"), headers=ICS)
+        seen = recorded(Database.shared(database_url).engine)
+        r = session.put(f"{server.url}/{CALENDAR}/a.ics", data=event("a"), headers=ICS)
         assert r.status_code == 201
         assert _alone(seen, "key_checks") == [] and _alone(seen, "departments") == []
         lookups = [s for s in seen if "max(key_checks.key_id)" in s]
@@ -87,7 +72,7 @@ def db(instance_home: Path) -> Iterator[Database]:
 
 def test_the_newest_key_read_with_the_path_is_the_one_checked(db: Database) -> None:
     with db.transaction("w") as conn:
-        seen = _statements(db)
+        seen = recorded(db.engine)
         write_ahead.get_path_and_member(conn, f"{CALENDAR}/a.ics", CALENDAR, "a.ics", "demo")
         keyring = codec.keyring_of(conn)
         assert keyring is not None
