@@ -598,7 +598,7 @@ _UID_TAKEN = select(_elsewhere(bindparam("owner_id")))
 # Radicale's no-uid-conflict check of the calendar and the desk's check of the
 # department's other bookings calendars, in one statement: a new booking asks both.
 _UID_HERE_AND_ELSEWHERE = select(
-    exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid")),
+    store_objects.UID_IN_CALENDAR,
     _elsewhere(select(users.c.id).where(users.c.username == bindparam("owner")).scalar_subquery()),
 )
 # Memo kind: (bookings calendar id, uid) -> whether another recipient of its

@@ -57,10 +57,6 @@ def keyring_of(conn: Connection) -> Keyring | None:
     return _keyrings.get(conn.engine)
 
 
-# conn.info entry: the transaction in which check_current last passed.
-_CHECKED = "servicehop_key_checked"
-
-
 class StaleKeyError(KeyError_):
     """The database has a newer key than this process: the key was rotated."""
 
@@ -71,26 +67,22 @@ def check_current(conn: Connection, keyring: Keyring) -> None:
     ``rotate-key`` registers its new key (a key_checks row) before it
     re-encrypts anything; a process that loaded the key file earlier would
     otherwise keep writing rows under a key the rotation is about to retire.
-    Call inside the write transaction, before encrypting. Asked once per
-    transaction: a rotation registers its key under the same write lock, so
-    the answer cannot change while a write transaction runs.
+    Call inside the write transaction, before encrypting. Read once per
+    transaction (or with the path, store.write_ahead): a rotation registers
+    its key under the same write lock, so the answer cannot change while a
+    write transaction runs.
     """
-    transaction = conn.get_transaction()
-    if transaction is not None and conn.info.get(_CHECKED) is transaction:
-        return
-    read = memo.memo(conn, _NEWEST)
-    newest = read["newest"] if "newest" in read else conn.execute(NEWEST_KEY).scalar()
+    newest = memo.once(conn, _NEWEST, "newest", lambda: conn.execute(NEWEST_KEY).scalar())
     if newest is not None and newest > keyring.current:
         raise StaleKeyError(
             f"the instance key was rotated (key {newest}) after this process loaded key "
             f"{keyring.current}: restart it; nothing was written"
         )
-    conn.info[_CHECKED] = transaction
 
 
-NEWEST_KEY = select(func.max(key_checks.c.key_id))  # built once: every write asks
-# Memo kind: {"newest": the newest key id} as another statement of the
-# write transaction read it (store.write_ahead).
+# Built once: every write asks (store.write_ahead asks it with the path).
+NEWEST_KEY = select(func.max(key_checks.c.key_id).label("newest_key"))
+# Memo kind: {"newest": the newest key id}, as this transaction read it.
 _NEWEST = "newest_key"
 
 

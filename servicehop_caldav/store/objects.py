@@ -300,7 +300,10 @@ _MATCHING = select(*_COLUMNS, _o.occurrences_until).where(  # built once (see _B
 ).order_by(_o.href)
 
 
-_HAS_UID = select(exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid")))
+# Whether calendar "calendar_id" holds an object with "uid" (the desk asks it
+# together with its own check of a department's bookings calendars).
+UID_IN_CALENDAR = exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid"))
+_HAS_UID = select(UID_IN_CALENDAR)
 
 
 def has_uid(conn: Connection, calendar_id: int, uid: str) -> bool:

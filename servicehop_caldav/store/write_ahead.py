@@ -14,9 +14,9 @@ commits under the same lock).
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, func, select, true
+from sqlalchemy import Connection, bindparam, select, true
 
-from servicehop_caldav.db.schema import departments, key_checks
+from servicehop_caldav.db.schema import departments
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.store import codec
 from servicehop_caldav.store import objects as store_objects
@@ -25,7 +25,7 @@ from servicehop_caldav.store.records import Instance, StoredObject
 _d = departments.c
 _DEPARTMENT_COLUMNS = (_d.id, _d.name, _d.timezone, _d.language, _d.opening_calendar_id)
 # One row even with no key and no department (an aggregate without GROUP BY).
-_newest = select(func.max(key_checks.c.key_id).label("newest_key")).subquery()
+_newest = codec.NEWEST_KEY.subquery()
 _department = select(*_DEPARTMENT_COLUMNS).where(_d.id == bindparam("department_id")).subquery()
 _path = store_objects.PATH_PARENT_AND_MEMBER.subquery()
 _STATEMENT = (
