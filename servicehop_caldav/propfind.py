@@ -29,12 +29,13 @@ answer with a 207, using its own ``Access`` and ``_collect_allowed_items``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import operator
 import re
 import secrets
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http import client
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
@@ -90,6 +91,37 @@ def serialize(app: radicale.Application, multistatus: ET.Element) -> str:
     return f.getvalue().decode(app._encoding)
 
 
+class Body:
+    """An answer written in pieces and kept encoded, a chunk at a time.
+
+    A 10,000-member answer is a few MiB of text: joined whole and then
+    encoded, the pieces, the text and the bytes were alive at once, the
+    largest transient of the process. Here only the bytes grow (in a buffer
+    that ``getvalue`` hands over without a copy) and at most ``CHUNK``
+    pieces wait as text."""
+
+    CHUNK = 256
+
+    def __init__(self, encoding: str) -> None:
+        self._encoding = encoding
+        self._encoded = io.BytesIO()
+        self._pending: list[str] = []
+
+    def write(self, text: str) -> None:
+        self._pending.append(text)
+        if len(self._pending) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        # As Radicale encodes its answers' text (xmlcharrefreplace).
+        self._encoded.write("".join(self._pending).encode(self._encoding, "xmlcharrefreplace"))
+        self._pending.clear()
+
+    def getvalue(self) -> bytes:
+        self._flush()
+        return self._encoded.getvalue()
+
+
 def read_body(environ: types.WSGIEnviron) -> bytes:
     """The request body, left readable again for Radicale."""
     length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -138,45 +170,46 @@ def answer(
         members = listing()
         if members is None:
             return None
-    if any(not href or "/" in href or href in (".", "..") for href, *_ in members):
-        return None  # names Radicale's own path checks would stop at
-
-    allowed = list(app._collect_allowed_items([collection], user, user_groups))
-    template = radicale_item.Item(
-        collection=collection, href=_HREF, last_modified=_MODIFIED, text="", etag=_ETAG,
-        name="VCALENDAR", component_name=_COMPONENT,
-    )
-    if members:
+        template = radicale_item.Item(
+            collection=collection, href=_HREF, last_modified=_MODIFIED, text="", etag=_ETAG,
+            name="VCALENDAR", component_name=_COMPONENT,
+        )
         # The rights of a member are those of the calendar's path, the same
         # for all: Radicale's check of one stands for every member.
-        allowed += app._collect_allowed_items([template], user, user_groups)
-    xml_answer = radicale_propfind.xml_propfind(
-        app, base_prefix, path, xml_content,
-        # No conversion (None), as do_PROPFIND passes without sharing; its
-        # annotation says str.
-        [(item, permission, raw_permissions, cast(str, None))
-         for item, permission, raw_permissions in allowed],
-        user, app._encoding, max_resource_size=app._max_resource_size,
-    )
-    if xml_answer is None:
-        return httputils.NOT_ALLOWED
-    body = _members_body(app, xml_answer, template, members) if members else serialize(app, xml_answer)
+        member_rights = list(app._collect_allowed_items([template], user, user_groups))
+        if len(member_rights) != 1:
+            return None  # members Radicale would leave out: its answer to give
+        allowed = [*app._collect_allowed_items([collection], user, user_groups), *member_rights]
+        xml_answer = radicale_propfind.xml_propfind(
+            app, base_prefix, path, xml_content,
+            # No conversion (None), as do_PROPFIND passes without sharing;
+            # its annotation says str.
+            [(item, permission, raw_permissions, cast(str, None))
+             for item, permission, raw_permissions in allowed],
+            user, app._encoding, max_resource_size=app._max_resource_size,
+        )
+        if xml_answer is None:
+            return httputils.NOT_ALLOWED
+        # The members are read as the answer is written, in this lock.
+        with contextlib.closing(members):
+            body = _members_body(app, xml_answer, template, members)
     if body is None:
         return None
     request_info["status"] = client.MULTI_STATUS
     headers = {"DAV": httputils.DAV_HEADERS, "Content-Type": f"text/xml; charset={app._encoding}"}
-    return (client.MULTI_STATUS, headers, body.encode(app._encoding, "xmlcharrefreplace"),
-            xmlutils.pretty_xml(xml_content))
+    return client.MULTI_STATUS, headers, body, xmlutils.pretty_xml(xml_content)
 
 
 def _members_body(
     app: radicale.Application, multistatus: ET.Element, template: radicale_item.Item,
-    members: list[tuple[str, str, str, str, str]],
-) -> str | None:
-    """The multistatus with the template response repeated for every member.
-    Takes ``members`` apart as it goes (each is dropped once its response is
-    written): at 10,000 members the listing and the answer are a few MiB
-    each, and the process's peak is the sum of what is alive at once."""
+    members: Iterator[tuple[str, str, str, str, str]],
+) -> bytes | None:
+    """The multistatus with the template response repeated for every member
+    (none: without it), encoded; None where Radicale answers instead.
+
+    Each member is read as its response is written: at 10,000 members the
+    rows, the listing and the answer were a few MiB each, and the process's
+    peak is the sum of what is alive at once."""
     whole = serialize(app, multistatus)
     template_response = multistatus[-1]
     multistatus.remove(template_response)
@@ -201,19 +234,25 @@ def _members_body(
     else:
         pick = operator.itemgetter(*order)
     content_types: dict[tuple[str, str], str] = {}
-    out = [head]
-    members.reverse()  # taken from the end, in order
-    while members:
-        href, etag, name, component, modified = members.pop()
+    out = Body(app._encoding)
+    out.write(head)
+    empty = True
+    for href, etag, name, component, modified in members:
+        if not href or "/" in href or href in (".", ".."):
+            return None  # names Radicale's own path checks would stop at
+        empty = False
         kind = content_types.get((name, component))
         if kind is None:
             kind = content_types[name, component] = escape(xmlutils.get_content_type(
                 cast(radicale_item.Item, Kind(name, component)), app._encoding))
         # quote() leaves these names as they are, and the test costs less.
         quoted = href if UNRESERVED.fullmatch(href) else quote(href)
-        out.append(form % pick((quoted, escape(etag), kind, escape(modified))))
-    out.append(tail)
-    return "".join(out)
+        out.write(form % pick((quoted, escape(etag), kind, escape(modified))))
+    if empty:
+        # Radicale's answer for no member: the calendar's response alone.
+        return without.encode(app._encoding, "xmlcharrefreplace")
+    out.write(tail)
+    return out.getvalue()
 
 
 class Kind:

@@ -39,11 +39,13 @@ using its ``Access``.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import operator
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from http import client
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import quote, unquote, urlparse
@@ -141,7 +143,7 @@ def answer(
     props = [p.tag for p in prop]
     with_text = any(tag in _DATA for tag in props)
 
-    with app._storage.acquire_lock("r", user):
+    with app._storage.acquire_lock("r", user), contextlib.ExitStack() as stack:
         collection = next(iter(app._storage.discover(path)), None)
         if (
             not isinstance(collection, Collection) or collection.tag != "VCALENDAR"
@@ -149,40 +151,52 @@ def answer(
         ):
             return None
         found = _results(app, base_prefix, xml_content, collection, with_text)
-    if found is None:
-        return None
-    token, missing, rows = found
-    if any(not href or "/" in href or href in (".", "..") for href in (*missing, *(r.href for r in rows))):
-        return None  # names Radicale's own path checks would stop at
-    data_props = sum(tag in _DATA for tag in props)
-    max_occurrence = app.configuration.get("reporting", "max_expand_occurrence")
-    if data_props and max_occurrence and data_props * sum(
-        (r.text or "").upper().count("BEGIN:VEVENT") for r in rows
-    ) > max_occurrence:
-        return None  # perhaps over Radicale's limit: its 400 to give
+        if found is None:
+            return None
+        token, missing, found_rows = found
+        rows: Iterable[Row] = found_rows
+        if isinstance(found_rows, Generator):
+            # Read as the answer is written, in this lock; peeked at for
+            # whether there is any (the template result is there or not).
+            stack.callback(found_rows.close)
+            first = next(found_rows, None)
+            has_rows = first is not None
+            rows = itertools.chain((first,) if first is not None else (), found_rows)
+        else:
+            has_rows = bool(found_rows)
+        if any(not href or "/" in href or href in (".", "..") for href in missing):
+            return None  # names Radicale's own path checks would stop at (the rows': _found)
+        data_props = sum(tag in _DATA for tag in props)
+        max_occurrence = app.configuration.get("reporting", "max_expand_occurrence")
+        # With data asked for, the rows are a list (only etag listings stream).
+        if data_props and max_occurrence and data_props * sum(
+            (r.text or "").upper().count("BEGIN:VEVENT") for r in rows
+        ) > max_occurrence:
+            return None  # perhaps over Radicale's limit: its 400 to give
 
-    stand_in = _StandIn(collection, xml_content.tag == _QUERY, token, bool(missing), bool(rows))
-    status, multistatus = radicale_report.xml_report(
-        base_prefix, path, xml_content, cast(Any, stand_in), app._encoding, lambda: None,
-        max_occurrence, user, request_info,
-    )
-    if status != client.MULTI_STATUS:
-        return None
-    body = _fill(app, propfind.serialize(app, multistatus), missing, rows)
+        stand_in = _StandIn(collection, xml_content.tag == _QUERY, token, bool(missing), has_rows)
+        status, multistatus = radicale_report.xml_report(
+            base_prefix, path, xml_content, cast(Any, stand_in), app._encoding, lambda: None,
+            max_occurrence, user, request_info,
+        )
+        if status != client.MULTI_STATUS:
+            return None
+        body = _fill(app, propfind.serialize(app, multistatus), missing, rows, has_rows)
     if body is None:
         return None
     request_info["status"] = status
     headers = {"Content-Type": f"text/xml; charset={app._encoding}"}
-    return (status, headers, body.encode(app._encoding, "xmlcharrefreplace"),
-            xmlutils.pretty_xml(xml_content))
+    return status, headers, body, xmlutils.pretty_xml(xml_content)
 
 
 def _results(
     app: radicale.Application, base_prefix: str, root: ET.Element, collection: Collection,
     with_text: bool,
-) -> tuple[str | None, list[str], list[Row]] | None:
+) -> tuple[str | None, list[str], list[Row] | Generator[Row, None, None]] | None:
     """(sync token, hrefs answered 404, results) as Radicale's xml_report
-    would take them from the storage, or None when it would do more."""
+    would take them from the storage, or None when it would do more. The
+    results of an initial sync of etags are read one at a time, as the
+    answer is written (consume or close them within the request's lock)."""
     if root.tag == _QUERY:
         return _query(root, collection, with_text)
     if root.tag == _SYNC:
@@ -194,9 +208,7 @@ def _results(
             return None  # Radicale's 403 valid-sync-token, and its log line
         if not old_token and not with_text and collection._hidden is None:
             # Every member, none hidden: the index columns answer (no decryption).
-            with collection._storage.reading() as conn:
-                listing = store_objects.index_listing(conn, collection._calendar_id or 0)
-            return token, [], [Row(h, e, n, c, None) for h, e, n, c, _ in listing]
+            return token, [], _every_member(collection)
         missing, rows = _by_name(collection, list(names), with_text)
         return token, missing, rows
     # calendar-multiget: the names as Radicale's xml_report and
@@ -220,6 +232,15 @@ def _results(
         names.append(name)
     missing, rows = _by_name(collection, names, with_text)
     return None, missing, rows
+
+
+def _every_member(collection: Collection) -> Generator[Row, None, None]:
+    """Every member's result without its text, from the index columns."""
+    with collection._storage.reading() as conn, contextlib.closing(
+        store_objects.index_listing(conn, collection._calendar_id or 0)
+    ) as listing:
+        for href, etag, name, component, _ in listing:
+            yield Row(href, etag, name, component, None)
 
 
 def _query(root: ET.Element, collection: Collection, with_text: bool
@@ -299,37 +320,38 @@ class _StandIn:
             yield self._item, True
 
 
-def _fill(app: radicale.Application, whole: str, missing: list[str], rows: list[Row]) -> str | None:
+def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Iterable[Row],
+          has_rows: bool) -> bytes | None:
     """The serialized template multistatus with each template response
-    repeated for its results (None: not the shape assumed here)."""
+    repeated for its results, encoded (None: not the shape assumed here)."""
     starts = [m.start() for m in re.finditer(re.escape(_RESPONSE_OPEN), whole)]
-    if len(starts) != bool(missing) + bool(rows):
+    if len(starts) != bool(missing) + has_rows:
         return None
     if not starts:
-        return whole
+        return whole.encode(app._encoding, "xmlcharrefreplace")
     end = whole.rindex(_RESPONSE_CLOSE) + len(_RESPONSE_CLOSE)
     bounds = [*starts, end]
     responses = [whole[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     if not all(r.endswith(_RESPONSE_CLOSE) for r in responses):
         return None
-    out = [whole[:starts[0]]]
+    out = propfind.Body(app._encoding)
+    out.write(whole[:starts[0]])
     if missing:
         form = responses[0].split(_MISSING)
         if len(form) != 2:
             return None
         for href in missing:
-            out.append(_quoted(href).join(form))
-    if rows:
-        found = _found(app, responses[-1], rows)
-        if found is None:
-            return None
-        out.append(found)
-    out.append(whole[end:])
-    return "".join(out)
+            out.write(_quoted(href).join(form))
+    if has_rows and not _found(app, responses[-1], rows, out):
+        return None
+    out.write(whole[end:])
+    return out.getvalue()
 
 
-def _found(app: radicale.Application, response: str, rows: list[Row]) -> str | None:
-    """The template response once per row, its markers replaced."""
+def _found(app: radicale.Application, response: str, rows: Iterable[Row], out: propfind.Body) -> bool:
+    """The template response once per row, its markers replaced, written to
+    ``out`` (False: not the shape assumed here, or a name Radicale's own
+    path checks would stop at). A list of rows is taken apart as it goes."""
     template = radicale_item.Item(collection_path="x", href=_HREF, text=_TEXT, etag=_ETAG,
                                   name="VCALENDAR", component_name=_COMPONENT)
     content_type = propfind.escape(xmlutils.get_content_type(template, app._encoding))
@@ -337,14 +359,15 @@ def _found(app: radicale.Application, response: str, rows: list[Row]) -> str | N
     pieces = re.split("(" + "|".join(map(re.escape, markers)) + ")", response)
     order = [markers[piece] for piece in pieces[1::2]]
     if order.count(0) != 1:
-        return None
+        return False
     form = "".join("%s" if i % 2 else piece.replace("%", "%%") for i, piece in enumerate(pieces))
-    if 3 in order and any(row.text is None for row in rows):
-        return None  # the text was not read: cannot happen, checked for safety
     pick = operator.itemgetter(*order) if len(order) > 1 else lambda values: (values[order[0]],)
     content_types: dict[tuple[str, str], str] = {}
-    out = []
-    for row in rows:
+    for row in _each(rows):
+        if not row.href or "/" in row.href or row.href in (".", ".."):
+            return False
+        if 3 in order and row.text is None:
+            return False  # the text was not read: cannot happen, checked for safety
         kind = content_types.get((row.name, row.component))
         if kind is None:
             try:
@@ -352,11 +375,22 @@ def _found(app: radicale.Application, response: str, rows: list[Row]) -> str | N
                     xmlutils.get_content_type(cast(radicale_item.Item, propfind.Kind(
                         row.name, row.component)), app._encoding))
             except KeyError:
-                return None  # no content type Radicale knows: its error
+                return False  # no content type Radicale knows: its error
         values = (_quoted(row.href), propfind.escape(row.etag), kind,
                   propfind.escape(row.text) if row.text is not None else "")
-        out.append(form % pick(values))
-    return "".join(out)
+        out.write(form % pick(values))
+    return True
+
+
+def _each(rows: Iterable[Row]) -> Iterator[Row]:
+    """The rows in order; a list is emptied as they go (each row is dropped
+    once its response is written)."""
+    if isinstance(rows, list):
+        rows.reverse()
+        while rows:
+            yield rows.pop()
+    else:
+        yield from rows
 
 
 def _quoted(href: str) -> str:

@@ -27,8 +27,8 @@ import threading
 import time
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, closing, contextmanager
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, overload
@@ -271,11 +271,15 @@ class Collection(storage.BaseCollection):
                     return
                 after = page[-1].href
 
-    def member_listing(self) -> list[tuple[str, str, str, str, str]] | None:
+    def member_listing(self) -> Generator[tuple[str, str, str, str, str], None, None] | None:
         """(href, etag, name, component, last modified) of the members, as
         :meth:`get_all` would yield them as items, read from the index
         columns alone (no decryption, no items): for a PROPFIND that asks
         only for what these answer (``servicehop_caldav.propfind``).
+
+        One member at a time, read when the caller takes it: consume or
+        close it within the lock the collection was discovered in (the
+        request's transaction).
 
         None where the listing would differ from what ``discover`` yields
         at depth 1: a view whose events are hidden per reader, and a
@@ -285,18 +289,17 @@ class Collection(storage.BaseCollection):
         with self._storage.reading() as conn:
             if store_collections.child_instances(conn, self._path):
                 return None
-            rows = store_objects.index_listing(conn, self._calendar_id)
+        return self._member_entries(self._calendar_id)
+
+    def _member_entries(self, calendar_id: int) -> Generator[tuple[str, str, str, str, str], None, None]:
         dates: dict[int, str] = {}  # one strftime per second, not per row
-        listing = []
-        rows.reverse()  # taken from the end, in order: each row goes as its entry comes
-        while rows:
-            href, etag, name, component, modified = rows.pop()
-            second = int(modified)
-            date = dates.get(second)
-            if date is None:
-                date = dates[second] = _http_date(second)
-            listing.append((href, etag, name, component, date))
-        return listing
+        with self._storage.reading() as conn, closing(store_objects.index_listing(conn, calendar_id)) as rows:
+            for href, etag, name, component, modified in rows:
+                second = int(modified)
+                date = dates.get(second)
+                if date is None:
+                    date = dates[second] = _http_date(second)
+                yield href, etag, name, component, date
 
     def get_filtered(
         self, filters: Iterable[ET.Element]

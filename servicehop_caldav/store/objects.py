@@ -19,6 +19,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import TupleResult
 
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import (
@@ -202,15 +203,21 @@ def all_hrefs(conn: Connection, calendar_id: int) -> list[str]:
     )
 
 
-def index_listing(conn: Connection, calendar_id: int) -> list[tuple[str, str, str, str, float]]:
+_INDEX_LISTING = select(_o.href, _o.etag, _o.name, _o.component, _o.modified).where(
+    _o.calendar_id == bindparam("calendar_id")
+).order_by(_o.href)
+
+
+def index_listing(conn: Connection, calendar_id: int) -> TupleResult[tuple[str, str, str, str, float]]:
     """(href, etag, name, component, modified) of every object, in the order
     of :func:`all_objects`, without reading their data: what a PROPFIND of
-    the members' etags and content types needs (no decryption)."""
-    query = select(_o.href, _o.etag, _o.name, _o.component, _o.modified).where(
-        _o.calendar_id == calendar_id
-    ).order_by(_o.href)
-    return [(href, etag, name, component, modified)
-            for href, etag, name, component, modified in conn.execute(query)]
+    the members' etags and content types needs (no decryption).
+
+    Run now, its rows taken one at a time: the caller builds its answer as
+    they come, so 10,000 of them are never held as a list. Consume or close
+    it before ``conn``'s transaction ends."""
+    return conn.execute(_INDEX_LISTING, {"calendar_id": calendar_id}).tuples()
+
 
 
 def etags_in_range(
