@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,13 +16,19 @@ from servicehop_caldav.booking.events import (
     SEPARATOR,
     BookingEvent,
     EventError,
+    Source,
     Unbookable,
     assignment_text,
     confirmed_text,
+    flagged_text,
+    normalised,
+    parse,
     read_booking,
     recipient_notes,
     refused_change_text,
     refused_text,
+    waiting_expired_text,
+    waiting_text,
 )
 from servicehop_caldav.booking.model import Interval, Reason
 
@@ -427,3 +434,29 @@ def test_refused_event_without_summary_reads_back_without_prefix() -> None:
     assert str(event_of(text)["SUMMARY"]) == "IKKE BESTILT:"
     result = booking(text)
     assert result.summary == "" and result.service.name == "Tilsyn" and result.status == "CANCELLED"
+
+
+# --- one parse per PUT ---------------------------------------------------------
+
+
+REWRITES: dict[str, Callable[[Source], str]] = {
+    "confirmed": lambda source: confirmed_text(source, language="nb", staff_name="Kari"),
+    "refused": lambda source: refused_text(source, language="nb", reasons=["Ingen ansatte er ledige."],
+                                           alternatives=[ALTERNATIVE], timezone=OSLO),
+    "waiting": lambda source: waiting_text(source, language="en", notice="1 h"),
+    "waiting-expired": lambda source: waiting_expired_text(source, language="en"),
+    "flagged": lambda source: flagged_text(source, language="nb"),
+    "normalised": normalised,
+}
+
+
+@pytest.mark.parametrize("rewrite", REWRITES.values(), ids=REWRITES.keys())
+def test_a_parsed_event_is_written_as_its_text_and_left_unchanged(rewrite: Callable[[Source], str]) -> None:
+    """The desk parses the sent event once and hands the parse to each step:
+    each writes what it writes from the text, and none changes the parse
+    (the next step reads it)."""
+    calendar = parse(ORIGINAL)
+    before = calendar.to_ical()
+    assert rewrite(calendar) == rewrite(ORIGINAL)
+    assert calendar.to_ical() == before
+    assert read_booking(calendar, timezone=OSLO, settings=SETTINGS) == read(ORIGINAL)

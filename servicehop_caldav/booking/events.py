@@ -55,6 +55,7 @@ Decisions (see DESIGN.md, "Booking rules"):
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,12 +127,14 @@ class Unbookable:
 # --- reading ---------------------------------------------------------------
 
 
-def read_booking(text: str, *, timezone: ZoneInfo, settings: DepartmentSettings) -> BookingEvent | Unbookable:
+def read_booking(
+    source: Source, *, timezone: ZoneInfo, settings: DepartmentSettings
+) -> BookingEvent | Unbookable:
     """The booking a client's iCalendar object asks for, or why it cannot be one.
 
     Raises :class:`EventError` (a ValueError) when the text is malformed.
     """
-    calendar = _parse(text)
+    calendar = _read(source)
     events = _events(calendar)
     event = events[0]
     uid = _uid(event)
@@ -202,6 +205,27 @@ def strip_prefix(summary: str) -> str:
 def recipient_notes(text: str) -> str:
     """The recipient's own notes in an event's DESCRIPTION ("" if none)."""
     return _notes(_events(_parse(text))[0])[0]
+
+
+Source = str | icalendar.Calendar
+"""A client's iCalendar text, or that text as :func:`parse` read it: a PUT
+parses the sent event once and hands the result to each function here that
+reads it (none of them changes a calendar it is given)."""
+
+
+def parse(text: str) -> icalendar.Calendar:
+    """``text`` read as a VCALENDAR; raises :class:`EventError` when it is not."""
+    return _parse(text)
+
+
+def _read(source: Source) -> icalendar.Calendar:
+    """A calendar to read, not to change."""
+    return _parse(source) if isinstance(source, str) else source
+
+
+def _own(source: Source) -> icalendar.Calendar:
+    """A calendar of one's own to change (a copy is half the cost of a parse)."""
+    return _parse(source) if isinstance(source, str) else copy.deepcopy(source)
 
 
 def _parse(text: str) -> icalendar.Calendar:
@@ -298,11 +322,11 @@ def _notes(event: Component) -> tuple[str, bool]:
 # --- the recipient's event -------------------------------------------------
 
 
-def _restated(original: str, *, status: str, server_part: str, not_booked: str | None) -> str:
+def _restated(original: Source, *, status: str, server_part: str, not_booked: str | None) -> str:
     """``original`` with STATUS ``status`` and ``server_part`` above the
     recipient's notes; SUMMARY gets the "not booked" prefix ``not_booked``
     once, or (None) loses any such prefix."""
-    calendar = _parse(original)
+    calendar = _own(original)
     for event in _events(calendar):
         _set(event, "STATUS", status)
         if not_booked is not None:
@@ -314,7 +338,7 @@ def _restated(original: str, *, status: str, server_part: str, not_booked: str |
     return _serialise(calendar)
 
 
-def confirmed_text(original: str, *, language: str, staff_name: str | None) -> str:
+def confirmed_text(original: Source, *, language: str, staff_name: str | None) -> str:
     """The event as stored when accepted: STATUS:CONFIRMED, no "not booked"
     prefix, and the confirmation line above the recipient's notes."""
     return _restated(original, status="CONFIRMED", not_booked=None,
@@ -322,7 +346,7 @@ def confirmed_text(original: str, *, language: str, staff_name: str | None) -> s
 
 
 def refused_text(
-    original: str,
+    original: Source,
     *,
     language: str,
     reasons: Sequence[str],
@@ -335,7 +359,7 @@ def refused_text(
                      server_part=texts.refusal_description(reasons, alternatives, timezone, language))
 
 
-def waiting_text(original: str, *, language: str, notice: str) -> str:
+def waiting_text(original: Source, *, language: str, notice: str) -> str:
     """The event as stored when put on the waiting list: STATUS:TENTATIVE, no
     "not booked" prefix, and the waiting sentence (``notice`` is a formatted
     duration such as "1 t") above the recipient's notes."""
@@ -343,14 +367,14 @@ def waiting_text(original: str, *, language: str, notice: str) -> str:
                      server_part=texts.phrase(language, "waiting", notice=notice))
 
 
-def waiting_expired_text(original: str, *, language: str) -> str:
+def waiting_expired_text(original: Source, *, language: str) -> str:
     """The event as stored when its time came while still waiting:
     STATUS:CANCELLED, the "not booked" prefix once, and why above the notes."""
     return _restated(original, status="CANCELLED", not_booked=texts.not_booked_prefix(language),
                      server_part=texts.phrase(language, "waiting_expired"))
 
 
-def flagged_text(original: str, *, language: str) -> str:
+def flagged_text(original: Source, *, language: str) -> str:
     """The confirmed event as stored when nobody can serve it any more:
     STATUS:TENTATIVE, SUMMARY kept (without a "not booked" prefix), and the
     sentence that the department will get in touch above the notes."""
@@ -420,10 +444,10 @@ def _serialise(calendar: icalendar.Calendar) -> str:
     return calendar.to_ical().decode("utf-8")
 
 
-def normalised(text: str) -> str:
-    """``text`` as the functions above would write it unchanged: compare a
+def normalised(source: Source) -> str:
+    """The event as the functions above would write it unchanged: compare a
     rewritten event with this to learn whether the server changed anything."""
-    return _serialise(_parse(text))
+    return _serialise(_read(source))
 
 
 # --- the staff member's visit ----------------------------------------------

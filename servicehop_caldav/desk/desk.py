@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import icalendar
 from sqlalchemy import ColumnElement, Connection, Exists, bindparam, exists, select
 
 from servicehop_caldav import logs
@@ -167,9 +168,16 @@ class _Put:
     view_object: MakeObject  # row values of a text the server writes elsewhere
 
     @functools.cached_property
+    def sent_calendar(self) -> icalendar.Calendar:
+        """The sent event, parsed once for this PUT and read by every step
+        (raises EventError when it cannot be read). Kept only as long as
+        the PUT."""
+        return events.parse(self.sent.text)
+
+    @functools.cached_property
     def sent_normalised(self) -> str:
-        """The sent event as the server would write it (parsed once per PUT)."""
-        return events.normalised(self.sent.text)
+        """The sent event as the server would write it."""
+        return events.normalised(self.sent_calendar)
 
     @functools.cached_property
     def old_normalised(self) -> str | None:
@@ -301,7 +309,7 @@ class Desk:
             return Outcome(put.old)
         try:
             event: BookingEvent | Unbookable = events.read_booking(
-                sent.text, timezone=data.timezone, settings=data.settings
+                put.sent_calendar, timezone=data.timezone, settings=data.settings
             )
         except EventError as e:
             reason = _EVENT_REASONS.get(e.code)
@@ -403,7 +411,7 @@ class Desk:
             return self._new(replace(put, row=None), event, make_object)
         if same_times and row.status == "flagged":
             put.views.write_overview(row, event, put.recipient.name, None)
-            text = events.flagged_text(put.sent.text, language=put.data.department.language)
+            text = events.flagged_text(put.sent_calendar, language=put.data.department.language)
             return _store(put, text, make_object)
         if same_times and row.staff_id is not None:
             row = put.write_assignment(row, event)
@@ -443,13 +451,14 @@ class Desk:
     def _store_confirmed(self, put: _Put, staff_id: int | None, make_object: MakeObject) -> Outcome:
         language = put.data.department.language
         shown = visits.shown_staff(put.data, staff_id)
-        text = events.confirmed_text(put.sent.text, language=language, staff_name=shown)
+        text = events.confirmed_text(put.sent_calendar, language=language, staff_name=shown)
         return _store(put, text, make_object)
 
     def _store_waiting(self, put: _Put, make_object: MakeObject) -> Outcome:
         language = put.data.department.language
         notice = texts.duration_text(put.data.settings.minimum_notice_minutes, language)
-        return _store(put, events.waiting_text(put.sent.text, language=language, notice=notice), make_object)
+        return _store(put, events.waiting_text(put.sent_calendar, language=language, notice=notice),
+                      make_object)
 
     def _refused(
         self,
@@ -483,7 +492,7 @@ class Desk:
             )
             return _store(put, text, make_object, like=put.old)
         text = events.refused_text(
-            put.sent.text, language=language, reasons=sentences, alternatives=alternatives,
+            put.sent_calendar, language=language, reasons=sentences, alternatives=alternatives,
             timezone=data.timezone,
         )
         return _store(put, text, make_object)
