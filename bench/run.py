@@ -68,6 +68,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--writers", type=int, default=8, help="concurrent writers (default %(default)s)")
     p.add_argument("--writer-events", type=int, help="events each writer PUTs (default 25; smoke 3)")
     p.add_argument("--bookings", type=int, help="bookings the department holds (default 2000; smoke 100)")
+    p.add_argument("--get-reps", type=int,
+                   help="repetitions of the GET of one event (default 200; smoke 3): a few "
+                   "milliseconds each, so 20 of them are at the mercy of one hiccup of the machine")
     p.add_argument("--view-reps", type=int,
                    help="repetitions of the availability GET and one-day query (default 50; smoke 3)")
     p.add_argument("--staff", type=int, help="staff of the booking department (default 15; smoke 4)")
@@ -91,6 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.writer_events = args.writer_events or (3 if smoke else 25)
     args.bookings = args.bookings if args.bookings is not None else (100 if smoke else 2000)
     args.view_reps = args.view_reps or (3 if smoke else 50)
+    args.get_reps = args.get_reps or (3 if smoke else 200)
     args.staff = args.staff or (4 if smoke else 15)
     names = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = [s for s in names if s not in ALL_SERVERS]
@@ -160,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               random.Random(f"{args.seed}-{size}"))
                     try:
                         phase["results"][name] = workloads.run_calendar_workloads(
-                            target, budget, args.writers, args.writer_events, log)
+                            target, budget, args.writers, args.writer_events, log,
+                            Budget(args.get_reps, budget.seconds, budget.min_reps))
                     except Exception as e:  # noqa: BLE001 - reported as a failure of every operation
                         log(f"    aborted: {type(e).__name__}: {e}")
                         phase["results"][name] = _failed_everywhere(
