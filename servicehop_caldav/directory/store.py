@@ -214,8 +214,7 @@ def username_of(conn: Connection, user_id: int) -> str | None:
 # instance at their username) comes along: Radicale looks it up next.
 _CREDENTIALS = (
     select(users.c.password_hash, users.c.disabled, *store_collections.INSTANCE_COLUMNS)
-    .select_from(users.outerjoin(store_collections.INSTANCES_WITH_CALENDARS,
-                                 calendar_instances.c.path == users.c.username))
+    .select_from(store_collections.with_instance(users, calendar_instances.c.path == users.c.username))
     .where(users.c.username == bindparam("username"))
 )
 _HOME_AT = 2
@@ -360,8 +359,8 @@ _ENABLED_MEMBERS = (  # built once (see store.objects): every booking reads it
 _MEMBER_WIDTH = len(_ENABLED_MEMBERS.selected_columns)
 _ENABLED_MEMBERS_WITH_CALENDAR = (
     _ENABLED_MEMBERS.add_columns(*store_collections.INSTANCE_COLUMNS)
-    .outerjoin(store_collections.INSTANCES_WITH_CALENDARS,
-               calendar_instances.c.path == users.c.username + "/" + bindparam("calendar"))
+    .select_from(store_collections.with_instance(
+        users, calendar_instances.c.path == users.c.username + "/" + bindparam("calendar")))
 )
 
 

@@ -9,7 +9,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Join,
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import calendar_instances, calendars, check_key
@@ -31,6 +44,16 @@ INSTANCE_COLUMNS = (
 _WIDTH = len(INSTANCE_COLUMNS)
 # The instances with their calendars, to join onto from another table.
 INSTANCES_WITH_CALENDARS = calendar_instances.join(calendars, calendars.c.id == _i.calendar_id)
+
+
+def with_instance(left: FromClause, on: ColumnElement[bool]) -> Join:
+    """``left`` with the instance ``on`` picks (and its calendar), if any.
+
+    Two flat outer joins, not an outer join of :data:`INSTANCES_WITH_CALENDARS`:
+    SQLite materialises such a nested join by scanning every instance, on
+    every login. The same rows, as every instance has its calendar
+    (``calendar_id`` is a non-null foreign key)."""
+    return left.outerjoin(calendar_instances, on).outerjoin(calendars, calendars.c.id == _i.calendar_id)
 _INSTANCES = select(*INSTANCE_COLUMNS).select_from(INSTANCES_WITH_CALENDARS)
 
 
