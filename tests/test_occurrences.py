@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import radicale.item as radicale_item
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from radicale import config as radicale_config
 from radicale import xmlutils
 from radicale.app.report import test_filter as radicale_test_filter
 from sqlalchemy import Connection
@@ -179,6 +180,38 @@ def test_todos_match_as_radicale_filters_them(
     todo: tuple[str, int], queries: list[tuple[int, int]]
 ) -> None:
     _check(todo, "VTODO", queries)
+
+
+def _uploaded(text: str) -> radicale_item.Item | None:
+    """The item a PUT of ``text`` hands the storage: parsed, checked and
+    prepared as Radicale's do_PUT does for one item (None: Radicale
+    refuses the PUT, as a rule ending before its start)."""
+    vobject_items = radicale_item.read_components(text)
+    try:
+        radicale_item.check_and_sanitize_items(
+            vobject_items, radicale_config.load().get("server", "max_vevent_rrule_occurrence"),
+            tag="VCALENDAR")
+    except ValueError:
+        return None
+    item = radicale_item.Item(collection_path="cal", vobject_item=vobject_items[0])
+    item.prepare()
+    return item
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(events(), todos()))
+def test_an_uploaded_item_has_the_occurrences_of_its_stored_text(event: tuple[str, int]) -> None:
+    """The storage takes an upload's occurrences from the object Radicale
+    parsed (of_item), not from a second parse of the text it stores: the
+    two must agree, or the index would not be what the filter reads back."""
+    item = _uploaded(event[0])
+    assume(item is not None)
+    assert item is not None
+    for component in ("VEVENT", "VTODO"):
+        stored = occurrences.of_text(item.serialize(), component, now=NOW)
+        assert occurrences.of_item(item, component, now=NOW) == stored
+        assert occurrences.of_item(radicale_item.Item(collection_path="cal", text=item.serialize()),
+                                   component, now=NOW) == stored
 
 
 def test_open_ended_rule_is_recorded_up_to_the_horizon() -> None:

@@ -141,8 +141,8 @@ def object_of_text(collection_path: str) -> MakeObject:
 
 def new_object(item: radicale_item.Item) -> NewObject:
     """The row values of a Radicale item (prepared by Radicale on upload),
-    with its occurrences computed from the text as stored, which is what
-    Radicale's filter would parse."""
+    with its occurrences as Radicale's filter finds them in the text as
+    stored (:func:`store_occurrences.of_item`)."""
     start, end = item.time_range
     text = item.serialize()
     return NewObject(
@@ -153,7 +153,7 @@ def new_object(item: radicale_item.Item) -> NewObject:
         first_occurrence=start,
         last_occurrence=end,
         text=text,
-        occurrences=store_occurrences.of_text(text, item.component_name),
+        occurrences=store_occurrences.of_item(item, item.component_name),
     )
 
 

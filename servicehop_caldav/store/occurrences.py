@@ -25,8 +25,10 @@ the rows are complete, and a query ending later goes to Radicale's filter.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
+import radicale.item as radicale_item
 import vobject
 from radicale.item import filter as radicale_filter
 from radicale.log import logger
@@ -98,11 +100,25 @@ def of_text(text: str, component: str, now: float | None = None) -> Occurrences:
     filter (``vobject.readOne``, :attr:`radicale.item.Item.vobject_item`);
     :data:`UNKNOWN` when Radicale's expansion fails on it or when its times
     have fractions of seconds: the filter then decides, and fails as before."""
+    return _of_parsed(lambda: vobject.readOne(text), component, now)
+
+
+def of_item(item: radicale_item.Item, component: str, now: float | None = None) -> Occurrences:
+    """As :func:`of_text` of ``item``'s text, from the object Radicale holds
+    for it: an uploaded item's is the one its PUT parsed and serialized into
+    that text (Radicale's own time range of the item is read from it too),
+    an item made from a text parses it once for both. Parsing the text
+    again was a tenth of a PUT."""
+    return _of_parsed(lambda: item.vobject_item, component, now)
+
+
+def _of_parsed(parsed: Callable[[], vobject.base.Component], component: str,
+               now: float | None) -> Occurrences:
     if component not in COMPONENTS:
         return Occurrences(UNKNOWN, ())
     limit = int(time.time() if now is None else now) + HORIZON_SECONDS
     try:
-        return expand(vobject.readOne(text), component, limit)
+        return expand(parsed(), component, limit)
     except Exception as e:  # noqa: BLE001 - whatever Radicale's filter would raise
         logger.debug("no occurrence index for a %s: %s", component, type(e).__name__)
         return Occurrences(UNKNOWN, ())
