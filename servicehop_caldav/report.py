@@ -181,12 +181,13 @@ def answer(
         )
         if status != client.MULTI_STATUS:
             return None
-        body = _fill(app, propfind.serialize(app, multistatus), missing, rows, has_rows)
+        body = _fill(app, propfind.serialize(app, multistatus), missing, rows, has_rows,
+                     propfind.accepts_gzip(environ))
     if body is None:
         return None
     request_info["status"] = status
     headers = {"Content-Type": f"text/xml; charset={app._encoding}"}
-    return status, headers, body, xmlutils.pretty_xml(xml_content)
+    return status, headers, propfind.finished(environ, headers, body), xmlutils.pretty_xml(xml_content)
 
 
 def _results(
@@ -321,9 +322,10 @@ class _StandIn:
 
 
 def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Iterable[Row],
-          has_rows: bool) -> bytes | None:
+          has_rows: bool, gzip: bool) -> propfind.Body | bytes | None:
     """The serialized template multistatus with each template response
-    repeated for its results, encoded (None: not the shape assumed here)."""
+    repeated for its results, encoded (and compressed, ``gzip``: see
+    :class:`propfind.Body`); None: not the shape assumed here."""
     starts = [m.start() for m in re.finditer(re.escape(_RESPONSE_OPEN), whole)]
     if len(starts) != bool(missing) + has_rows:
         return None
@@ -334,7 +336,7 @@ def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Itera
     responses = [whole[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     if not all(r.endswith(_RESPONSE_CLOSE) for r in responses):
         return None
-    out = propfind.Body(app._encoding)
+    out = propfind.Body(app._encoding, gzip)
     out.write(whole[:starts[0]])
     if missing:
         form = responses[0].split(_MISSING)
@@ -345,7 +347,7 @@ def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Itera
     if has_rows and not _found(app, responses[-1], rows, out):
         return None
     out.write(whole[end:])
-    return out.getvalue()
+    return out
 
 
 def _found(app: radicale.Application, response: str, rows: Iterable[Row], out: propfind.Body) -> bool:

@@ -15,6 +15,7 @@ import base64
 import io
 import sys
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,8 @@ class Client:
 
     def __call__(self, method: str, path: str, body: str = "", user: str | None = "alice",
                  depth: str | None = None, prefix: str = "",
-                 content_type: str = "application/xml") -> tuple[str, dict[str, str], bytes]:
+                 content_type: str = "application/xml",
+                 headers: dict[str, str] | None = None) -> tuple[str, dict[str, str], bytes]:
         data = body.encode()
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method, "PATH_INFO": unquote(path), "SCRIPT_NAME": prefix,
@@ -119,6 +121,8 @@ class Client:
         }
         if depth is not None:
             environ["HTTP_DEPTH"] = depth
+        for name, value in (headers or {}).items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
         if prefix:
             environ["HTTP_X_SCRIPT_NAME"] = prefix
         if user is not None:
@@ -234,6 +238,24 @@ def test_the_members_answer_is_radicales(client: Client, taken: list[bool], monk
         assert hrefs[0] == prefix + path
         assert sorted(unquote(h.removeprefix(prefix + path)) for h in hrefs[1:]) == sorted(
             [*ODD_NAMES, *SEEDED_NAMES, "todo.ics"])
+
+
+@pytest.mark.parametrize("path", ["/alice/cal/", "/alice/empty/"])
+def test_a_client_accepting_gzip_gets_radicales_answer_compressed_once(
+        client: Client, taken: list[bool], monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """The members' answer is compressed as it is written (level 1), and
+    Radicale does not compress it again: decompressed once, it is byte for
+    byte Radicale's answer, which Radicale compresses itself."""
+    gzip = {"Accept-Encoding": "deflate, gzip"}
+    fast, slow = both(client, monkeypatch, path, ETAGS, depth="1", headers=gzip)
+    assert taken == [True, False]
+    assert fast[0] == slow[0] and fast[0].startswith("207")
+    assert fast[1]["Content-Encoding"] == slow[1]["Content-Encoding"] == "gzip"
+    assert int(fast[1]["Content-Length"]) == len(fast[2])
+    without = {k: v for k, v in fast[1].items() if k != "Content-Length"}
+    assert without == {k: v for k, v in slow[1].items() if k != "Content-Length"}
+    assert zlib.decompress(fast[2], wbits=16 + zlib.MAX_WBITS) == zlib.decompress(
+        slow[2], wbits=16 + zlib.MAX_WBITS)
 
 
 def test_a_todo_and_an_event_have_their_own_content_types(client: Client, taken: list[bool]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,21 @@ def test_sync_initial_and_after_changes_is_radicales(client: Client, taken: list
     assert taken == [True, False] * 3
 
 
+@pytest.mark.parametrize("body", [sync(), query(*WEEK), sync(prop=DAVX5)],
+                         ids=["initial-sync", "week-query", "sync-davx5"])
+def test_a_client_accepting_gzip_gets_radicales_answer_compressed_once(
+        client: Client, taken: list[bool], monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """Written compressed (level 1), not compressed again by Radicale:
+    decompressed once, byte for byte the answer Radicale compresses itself."""
+    fast, slow = both(client, monkeypatch, "/alice/cal/", body, headers={"Accept-Encoding": "gzip"})
+    assert taken == [True, False]
+    assert fast[0] == slow[0] and fast[0].startswith("207")
+    assert fast[1]["Content-Encoding"] == slow[1]["Content-Encoding"] == "gzip"
+    assert int(fast[1]["Content-Length"]) == len(fast[2])
+    assert zlib.decompress(fast[2], wbits=16 + zlib.MAX_WBITS) == zlib.decompress(
+        slow[2], wbits=16 + zlib.MAX_WBITS)
+
+
 @pytest.mark.parametrize("body", [
     sync("http://servicehop.invalid/ns/sync/0123456789abcdef-1"), sync("nonsense"),
     sync(extra="<d:limit><d:nresults>2</d:nresults></d:limit>"),
@@ -355,11 +371,20 @@ def compared(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bytes]]:
     def do_REPORT(self: Application, environ: Any, *args: Any) -> Any:  # noqa: N802
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length > 0 else b""
-        fast = report.answer(self, {**environ, "wsgi.input": io.BytesIO(body)}, *args)
+        fast_environ = {**environ, "wsgi.input": io.BytesIO(body)}
+        fast = report.answer(self, fast_environ, *args)
         slow = radicale.Application.do_REPORT(self, {**environ, "wsgi.input": io.BytesIO(body)}, *args)
         answer = fast if fast is not None else slow
-        assert answer[:3] == slow[:3], body
-        seen.append((fast is not None, bytes(answer[2])))
+        text = bytes(answer[2])
+        if fast is not None and fast[1].get("Content-Encoding") == "gzip":
+            # Written compressed: Radicale is told not to compress it again.
+            environ["HTTP_ACCEPT_ENCODING"] = fast_environ["HTTP_ACCEPT_ENCODING"]
+            text = zlib.decompress(text, wbits=16 + zlib.MAX_WBITS)
+            assert {**fast[1], "Content-Encoding": None} == {**slow[1], "Content-Encoding": None}, body
+        else:
+            assert answer[1] == slow[1], body
+        assert (answer[0], text) == slow[:1] + (slow[2],), body
+        seen.append((fast is not None, text))
         return answer
 
     monkeypatch.setattr(Application, "do_REPORT", do_REPORT)
