@@ -35,7 +35,6 @@ import operator
 import re
 import secrets
 import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Callable, Iterator
 from http import client
 from typing import TYPE_CHECKING, Any, cast
@@ -46,6 +45,8 @@ from radicale import httputils, storage, types, xmlutils
 from radicale.app import propfind as radicale_propfind
 from radicale.app.base import Access
 from radicale.log import logger
+
+from servicehop_caldav import answer_body
 
 if TYPE_CHECKING:
     import radicale
@@ -90,76 +91,6 @@ def serialize(app: radicale.Application, multistatus: ET.Element) -> str:
     f = io.BytesIO()
     ET.ElementTree(multistatus).write(f, encoding=app._encoding, xml_declaration=True)
     return f.getvalue().decode(app._encoding)
-
-
-class Body:
-    """An answer written in pieces and kept encoded, a chunk at a time.
-
-    A 10,000-member answer is a few MiB of text: joined whole and then
-    encoded, the pieces, the text and the bytes were alive at once, the
-    largest transient of the process. Here only the bytes grow (in a buffer
-    that ``getvalue`` hands over without a copy) and at most ``CHUNK``
-    pieces wait as text.
-
-    For a client that accepts gzip (:func:`accepts_gzip`), the chunks are
-    compressed as they come, at level 1: Radicale compresses a finished
-    answer at zlib's default level 6, which took 28 ms of a 10,000-member
-    PROPFIND that took 40 ms without it, for an answer 7 % smaller than
-    level 1's. :func:`finished` tells Radicale not to compress it again."""
-
-    CHUNK = 256
-    LEVEL = 1
-
-    def __init__(self, encoding: str, gzip: bool = False) -> None:
-        self._encoding = encoding
-        self._encoded = io.BytesIO()
-        self._pending: list[str] = []
-        self.gzip = gzip
-        # wbits 16 + 15: a gzip stream, as Radicale writes it.
-        self._compressor = zlib.compressobj(self.LEVEL, wbits=16 + zlib.MAX_WBITS) if gzip else None
-
-    def write(self, text: str) -> None:
-        self._pending.append(text)
-        if len(self._pending) >= self.CHUNK:
-            self._flush()
-
-    def _flush(self) -> None:
-        # As Radicale encodes its answers' text (xmlcharrefreplace).
-        data = "".join(self._pending).encode(self._encoding, "xmlcharrefreplace")
-        self._pending.clear()
-        self._encoded.write(self._compressor.compress(data) if self._compressor else data)
-
-    def getvalue(self) -> bytes:
-        self._flush()
-        if self._compressor:
-            self._encoded.write(self._compressor.flush())
-            self._compressor = None
-        return self._encoded.getvalue()
-
-
-def _accepted(environ: types.WSGIEnviron) -> list[str]:
-    """The request's Accept-Encoding as Radicale's ``response`` reads it."""
-    return [e.strip() for e in environ.get("HTTP_ACCEPT_ENCODING", "").split(",") if e.strip()]
-
-
-def accepts_gzip(environ: types.WSGIEnviron) -> bool:
-    """Whether Radicale would gzip the answer to this request."""
-    return "gzip" in _accepted(environ)
-
-
-def finished(environ: types.WSGIEnviron, headers: dict[str, str], body: Body | bytes) -> bytes:
-    """The answer's bytes. A body written compressed says so in ``headers``,
-    and gzip leaves the request's Accept-Encoding: Radicale's ``response``,
-    which the answer goes through next, compresses whatever a request
-    accepting gzip is answered, and would compress it twice."""
-    if not isinstance(body, Body):
-        return body
-    data = body.getvalue()
-    if body.gzip:
-        headers["Content-Encoding"] = "gzip"
-        cast(dict[str, Any], environ)["HTTP_ACCEPT_ENCODING"] = ", ".join(
-            e for e in _accepted(environ) if e != "gzip")
-    return data
 
 
 def read_body(environ: types.WSGIEnviron) -> bytes:
@@ -232,21 +163,22 @@ def answer(
             return httputils.NOT_ALLOWED
         # The members are read as the answer is written, in this lock.
         with contextlib.closing(members):
-            body = _members_body(app, xml_answer, template, members, accepts_gzip(environ))
+            body = _members_body(app, xml_answer, template, members, answer_body.accepts_gzip(environ))
     if body is None:
         return None
     request_info["status"] = client.MULTI_STATUS
     headers = {"DAV": httputils.DAV_HEADERS, "Content-Type": f"text/xml; charset={app._encoding}"}
-    return client.MULTI_STATUS, headers, finished(environ, headers, body), xmlutils.pretty_xml(xml_content)
+    data = answer_body.finished(environ, headers, body)
+    return client.MULTI_STATUS, headers, data, xmlutils.pretty_xml(xml_content)
 
 
 def _members_body(
     app: radicale.Application, multistatus: ET.Element, template: radicale_item.Item,
     members: Iterator[tuple[str, str, str, str, str]], gzip: bool,
-) -> Body | bytes | None:
+) -> answer_body.Body | bytes | None:
     """The multistatus with the template response repeated for every member
     (none: without it), encoded (and compressed, ``gzip``: see
-    :class:`Body`); None where Radicale answers instead.
+    :class:`answer_body.Body`); None where Radicale answers instead.
 
     Each member is read as its response is written: at 10,000 members the
     rows, the listing and the answer were a few MiB each, and the process's
@@ -275,7 +207,7 @@ def _members_body(
     else:
         pick = operator.itemgetter(*order)
     content_types: dict[tuple[str, str], str] = {}
-    out = Body(app._encoding, gzip)
+    out = answer_body.Body(app._encoding, gzip)
     out.write(head)
     empty = True
     for href, etag, name, component, modified in members:

@@ -58,7 +58,7 @@ from radicale.item import filter as radicale_filter
 from radicale.log import logger
 from radicale_storage_servicehop import Collection
 
-from servicehop_caldav import propfind
+from servicehop_caldav import answer_body, propfind
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store import occurrences as store_occurrences
 
@@ -182,12 +182,13 @@ def answer(
         if status != client.MULTI_STATUS:
             return None
         body = _fill(app, propfind.serialize(app, multistatus), missing, rows, has_rows,
-                     propfind.accepts_gzip(environ))
+                     answer_body.accepts_gzip(environ))
     if body is None:
         return None
     request_info["status"] = status
     headers = {"Content-Type": f"text/xml; charset={app._encoding}"}
-    return status, headers, propfind.finished(environ, headers, body), xmlutils.pretty_xml(xml_content)
+    data = answer_body.finished(environ, headers, body)
+    return status, headers, data, xmlutils.pretty_xml(xml_content)
 
 
 def _results(
@@ -322,10 +323,10 @@ class _StandIn:
 
 
 def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Iterable[Row],
-          has_rows: bool, gzip: bool) -> propfind.Body | bytes | None:
+          has_rows: bool, gzip: bool) -> answer_body.Body | bytes | None:
     """The serialized template multistatus with each template response
     repeated for its results, encoded (and compressed, ``gzip``: see
-    :class:`propfind.Body`); None: not the shape assumed here."""
+    :class:`answer_body.Body`); None: not the shape assumed here."""
     starts = [m.start() for m in re.finditer(re.escape(_RESPONSE_OPEN), whole)]
     if len(starts) != bool(missing) + has_rows:
         return None
@@ -336,7 +337,7 @@ def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Itera
     responses = [whole[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     if not all(r.endswith(_RESPONSE_CLOSE) for r in responses):
         return None
-    out = propfind.Body(app._encoding, gzip)
+    out = answer_body.Body(app._encoding, gzip)
     out.write(whole[:starts[0]])
     if missing:
         form = responses[0].split(_MISSING)
@@ -350,7 +351,7 @@ def _fill(app: radicale.Application, whole: str, missing: list[str], rows: Itera
     return out
 
 
-def _found(app: radicale.Application, response: str, rows: Iterable[Row], out: propfind.Body) -> bool:
+def _found(app: radicale.Application, response: str, rows: Iterable[Row], out: answer_body.Body) -> bool:
     """The template response once per row, its markers replaced, written to
     ``out`` (False: not the shape assumed here, or a name Radicale's own
     path checks would stop at). A list of rows is taken apart as it goes."""
