@@ -20,16 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from radicale import config as radicale_config
 from radicale_storage_servicehop import object_of_text
 
 from servicehop_caldav import propfind, report
-from servicehop_caldav.app import Application
 from servicehop_caldav.db.engine import Database, dispose_shared
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
-from tests.conftest import server_config
-from tests.test_propfind_listing import ETAGS, RIGHTS, Client, event
+from tests.test_propfind_listing import ETAGS, Client, application, event
 from tests.test_report_fast import sync
 
 MEMBERS = 3000
@@ -41,14 +38,7 @@ SLACK = 200 * 1024
 
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    rights = tmp_path / "rights"
-    rights.write_text(RIGHTS)
-    configuration = radicale_config.load()
-    configuration.update(server_config(database_url, tmp_path / "server", 5232, {
-        "rights": {"type": "from_file", "file": str(rights)},
-        "storage": {"upkeep_interval": "-1"},
-    }), "test", privileged=True)
-    call = Client(Application(configuration))
+    call = application(database_url, tmp_path)
     status, _, _ = call("MKCALENDAR", "/alice/cal/")
     assert status.startswith("201"), status
     make = object_of_text("alice/cal")

@@ -133,8 +133,9 @@ class Client:
         return started[0][0], started[0][1], answer
 
 
-@pytest.fixture
-def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
+def application(database_url: str, tmp_path: Path) -> Client:
+    """A Client of an Application on ``database_url`` with the :data:`RIGHTS`
+    and no upkeep pass (the tests' own calls are all it does)."""
     rights = tmp_path / "rights"
     rights.write_text(RIGHTS)
     configuration = radicale_config.load()
@@ -143,7 +144,12 @@ def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
         "storage": {"upkeep_interval": "-1"},
     })
     configuration.update(values, "test", privileged=True)
-    call = Client(Application(configuration))
+    return Client(Application(configuration))
+
+
+@pytest.fixture
+def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
+    call = application(database_url, tmp_path)
     for path in ("/alice/cal/", "/alice/empty/"):
         status, _, _ = call("MKCALENDAR", path)
         assert status.startswith("201"), status

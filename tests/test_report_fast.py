@@ -22,14 +22,13 @@ from urllib.parse import quote
 import pytest
 import radicale
 import requests
-from radicale import config as radicale_config
 
 from servicehop_caldav import report
 from servicehop_caldav.app import Application
 from servicehop_caldav.db.engine import dispose_shared
-from tests.conftest import Server, server_config
+from tests.conftest import Server
 from tests.helpers.booking_world import BookingWorld, booking_world, days_ahead, local
-from tests.test_propfind_listing import ODD_NAMES, RIGHTS, Client
+from tests.test_propfind_listing import ODD_NAMES, Client, application
 
 DAV = "{DAV:}"
 CALDAV = "urn:ietf:params:xml:ns:caldav"
@@ -83,14 +82,7 @@ LATER = vcal(vevent("later", "20270601T100000Z", "20270601T110000Z"))
 
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[Client]:
-    rights = tmp_path / "rights"
-    rights.write_text(RIGHTS)
-    configuration = radicale_config.load()
-    configuration.update(server_config(database_url, tmp_path / "server", 5232, {
-        "rights": {"type": "from_file", "file": str(rights)},
-        "storage": {"upkeep_interval": "-1"},
-    }), "test", privileged=True)
-    call = Client(Application(configuration))
+    call = application(database_url, tmp_path)
     for path in ("/alice/cal/", "/alice/empty/"):
         assert call("MKCALENDAR", path)[0].startswith("201")
     for number, name in enumerate(ODD_NAMES):
