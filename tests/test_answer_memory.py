@@ -4,8 +4,9 @@ A PROPFIND of a calendar's etags and an initial sync-collection list every
 member: at 10,000 events the answer is a few MiB, and the process's peak
 memory (a benchmark goal) is whatever is alive at once while it is built.
 Written from a list of the rows, through a list of pieces, a joined text
-and then its bytes, that was four times the answer; written as each row is
-read, into the encoded answer, it is the answer and a little more.
+and then its bytes, that was twice the answer (PROPFIND) and four times it
+(the sync, which listed the rows twice); written as each row is read, into
+the encoded answer, it is the answer and a little more.
 
 Measured with tracemalloc (what Python allocates, counted exactly, not a
 clock): the peak while the application answers, above what was allocated
