@@ -19,6 +19,7 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from radicale_storage_servicehop import object_of_text
@@ -74,10 +75,10 @@ def peak_over_answer(call: Client, method: str, body: str) -> tuple[float, bytes
     ("REPORT", sync(), report),
 ], ids=["propfind-etags", "initial-sync"])
 def test_a_listing_of_every_member_peaks_near_its_answer(
-    client: Client, monkeypatch: pytest.MonkeyPatch, method: str, body: str, fast: object
+    client: Client, monkeypatch: pytest.MonkeyPatch, method: str, body: str, fast: ModuleType
 ) -> None:
     taken: list[bool] = []
-    original = fast.answer  # type: ignore[attr-defined]
+    original = fast.answer
 
     def spy(*args: object, **kwargs: object) -> object:
         result = original(*args, **kwargs)
