@@ -250,6 +250,9 @@ CONDITIONS = [
     "connections (requests.Session), one untimed PROPFIND before timing, then a wait until the server "
     "is idle (under 5 % of a core for 0.5 s: start-up work such as servicehop's first upkeep pass "
     "done); reads get one untimed warm-up",
+    "  connections: every client keeps its connection open (requests.Session); stock Radicale's server "
+    "answers HTTP/1.0 and closes each one after one answer (so its client connects anew for each request), "
+    "Xandikos and servicehop keep them open",
     "  auth: stock Radicale htpasswd (plain), Xandikos none (single user), servicehop its Argon2id logins "
     "with cache_logins (each session logs in before the clock starts)",
     "  durability as shipped: stock Radicale fsyncs each write (filesystem_fsync), Xandikos/dulwich "

@@ -18,11 +18,11 @@ from typing import Any
 import radicale.server
 from radicale import config
 
+from servicehop_caldav import keepalive
 from servicehop_caldav.app import Application
 
-# Radicale's classes, kept before serve() swaps in the inheriting ones.
+# Radicale's server class, kept before serve() swaps in ours.
 _HTTP_SERVER = radicale.server.ParallelHTTPServer
-_HTTPS_SERVER = radicale.server.ParallelHTTPSServer
 
 
 def listening_key(family: int, address: Any) -> tuple[int, str, int]:
@@ -55,13 +55,18 @@ class _Inherited:
             callback()
 
 
-class _InheritingHTTPServer(radicale.server.ParallelHTTPServer):
-    """Radicale's HTTP server taking a handed-down socket where it would
-    bind one (``inherited``: set by :func:`serve` in a worker process)."""
+class _HTTPServer(keepalive.PersistentConnections):
+    """Radicale's HTTP server with persistent connections
+    (:mod:`servicehop_caldav.keepalive`), taking a handed-down socket where
+    it would bind one when ``inherited`` is set (by :func:`serve` in a
+    worker process)."""
 
-    inherited: _Inherited
+    inherited: _Inherited | None = None
 
     def server_bind(self) -> None:
+        if self.inherited is None:
+            super().server_bind()
+            return
         taken = self.inherited.take(self.address_family, self.server_address)
         self.socket.close()
         self.socket = taken
@@ -76,12 +81,13 @@ class _InheritingHTTPServer(radicale.server.ParallelHTTPServer):
 
     def server_activate(self) -> None:
         super().server_activate()
-        self.inherited.activated()
+        if self.inherited is not None:
+            self.inherited.activated()
 
 
-class _InheritingHTTPSServer(radicale.server.ParallelHTTPSServer, _InheritingHTTPServer):
+class _HTTPSServer(keepalive.PersistentTLSConnections, _HTTPServer):
     """MRO: ParallelHTTPSServer.server_bind (the TLS wrapping) calls ours
-    (take the socket) through super(), and wraps the socket taken."""
+    (bind, or take the socket) through super(), and wraps the socket."""
 
 
 def serve(
@@ -91,7 +97,8 @@ def serve(
     sockets: Iterable[socket.socket] | None = None,
     listening: Callable[[], None] | None = None,
 ) -> None:
-    """Radicale's ``serve``, building our Application instead of its own.
+    """Radicale's ``serve``, building our Application, our servers and our
+    request handler (persistent connections) instead of its own.
 
     The listening socket's backlog is raised from socketserver's 5 to the
     system's maximum: Radicale accepts ``max_connections`` at a time, and a
@@ -101,18 +108,18 @@ def serve(
     ``sockets`` (a worker of ``serve --workers N``): listen on these, bound
     by the supervisor, instead of binding; ``listening`` is called once the
     first of them is in service (the worker's "ready"). One such call per
-    process: it swaps Radicale's server classes for the call's duration.
+    process.
     """
     radicale.server.Application = Application  # type: ignore[misc]
+    radicale.server.ParallelHTTPServer = _HTTPServer  # type: ignore[misc]
+    radicale.server.ParallelHTTPSServer = _HTTPSServer  # type: ignore[misc]
+    radicale.server.RequestHandler = keepalive.RequestHandler  # type: ignore[misc]
     _HTTP_SERVER.request_queue_size = socket.SOMAXCONN
     if sockets is None:
         radicale.server.serve(configuration, shutdown_socket)
         return
-    _InheritingHTTPServer.inherited = _Inherited(sockets, listening)
-    radicale.server.ParallelHTTPServer = _InheritingHTTPServer  # type: ignore[misc]
-    radicale.server.ParallelHTTPSServer = _InheritingHTTPSServer  # type: ignore[misc]
+    _HTTPServer.inherited = _Inherited(sockets, listening)
     try:
         radicale.server.serve(configuration, shutdown_socket)
     finally:
-        radicale.server.ParallelHTTPServer = _HTTP_SERVER  # type: ignore[misc]
-        radicale.server.ParallelHTTPSServer = _HTTPS_SERVER  # type: ignore[misc]
+        _HTTPServer.inherited = None
