@@ -1,5 +1,9 @@
 """Run Radicale's own HTTP server with servicehop's application.
 
+The server keeps each client's connection open between its requests
+(:mod:`servicehop_caldav.keepalive`); once :func:`serve` has run, every
+server the process builds is ours.
+
 One process (``serve``) binds its own sockets, as Radicale does. A worker
 of ``serve --workers N`` (:mod:`servicehop_caldav.workers`) is handed the
 listening sockets its supervisor bound, and Radicale's server loop runs on
