@@ -287,9 +287,6 @@ class Parking:
         self._sweeper = threading.Thread(target=self._sweep_loop, name="servicehop-keepalive", daemon=True)
         self._sweeper.start()
 
-    def __len__(self) -> int:
-        return len(self._parked)
-
     def park(self, connection: socket.socket, address: Any) -> None:
         with self._lock:
             if self._closed.is_set():
