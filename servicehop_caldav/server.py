@@ -25,9 +25,6 @@ from radicale import config
 from servicehop_caldav import keepalive
 from servicehop_caldav.app import Application
 
-# Radicale's server class, kept before serve() swaps in ours.
-_HTTP_SERVER = radicale.server.ParallelHTTPServer
-
 
 def listening_key(family: int, address: Any) -> tuple[int, str, int]:
     """How a listening socket is matched to the address Radicale wants to
@@ -66,6 +63,8 @@ class _HTTPServer(keepalive.PersistentConnections):
     worker process)."""
 
     inherited: _Inherited | None = None
+    # socketserver's backlog is 5 (see serve).
+    request_queue_size = socket.SOMAXCONN
 
     def server_bind(self) -> None:
         if self.inherited is None:
@@ -118,7 +117,6 @@ def serve(
     radicale.server.ParallelHTTPServer = _HTTPServer  # type: ignore[misc]
     radicale.server.ParallelHTTPSServer = _HTTPSServer  # type: ignore[misc]
     radicale.server.RequestHandler = keepalive.RequestHandler  # type: ignore[misc]
-    _HTTP_SERVER.request_queue_size = socket.SOMAXCONN
     if sockets is None:
         radicale.server.serve(configuration, shutdown_socket)
         return
