@@ -18,6 +18,7 @@ from servicehop_caldav.booking.events import (
     EventError,
     Source,
     Unbookable,
+    annotated,
     assignment_text,
     confirmed_text,
     flagged_text,
@@ -219,6 +220,20 @@ def test_confirmed_keeps_everything_but_status_and_description() -> None:
     assert "X-ALT-DESC" not in after  # a stale rich-text copy would hide the decision
     alarms = after.walk("VALARM")
     assert len(alarms) == 1 and alarms[0]["TRIGGER"].dt == timedelta(minutes=-15)
+
+
+def test_every_text_written_for_the_recipient_is_annotated_and_a_clients_is_not() -> None:
+    """``annotated`` tells a client's own event from one the server wrote (the
+    desk then compares the texts only for the latter)."""
+    assert not annotated(ORIGINAL) and not annotated(parse(ORIGINAL))
+    written = [
+        confirmed_text(ORIGINAL, language="nb", staff_name="Kari"),
+        refused_text(ORIGINAL, language="nb", reasons=["Nei."], alternatives=[], timezone=OSLO),
+        waiting_text(ORIGINAL, language="en", notice="1 h"),
+        flagged_text(ORIGINAL, language="en"),
+    ]
+    assert all(annotated(text) for text in written)
+    assert annotated(ORIGINAL.replace("END:VEVENT", "x-servicehop-annotation:Set by hand\r\nEND:VEVENT"))
 
 
 def test_confirmation_without_staff_name_and_without_notes() -> None:

@@ -734,6 +734,24 @@ def test_bad_input_is_refused_with_its_reason_and_never_half_stored(world: Booki
     assert [(a, o, reasons) for a, o, reasons, _ in new] == [("book", "refused", (case,))]
 
 
+def test_a_uid_held_elsewhere_but_by_no_other_recipient_here_is_booked(world: BookingWorld) -> None:
+    """Only another recipient's booking in the same department takes a UID.
+    A UID found in another calendar (an opening event, a booking in another
+    department) is asked about in full, and the booking goes ahead."""
+    dept, day = opened(world, staff=2)
+    other, _ = opened(world, staff=1)
+    rita, sam = dept.recipient(), other.recipient()
+    opening_uid = dept.open(local(day, 15), local(day, 16), rrule=None, staff=dept.staff)
+    in_other = world.book(sam, other, local(day, 10), local(day, 11))
+    assert in_other.confirmed
+    for uid, hour in ((opening_uid, 9), (str(in_other.event["UID"]), 11)):
+        booked = world.book(rita, dept, local(day, hour), local(day, hour + 1), uid=uid)
+        assert booked.confirmed, (uid, booked.text)
+    # ... while the department's own other recipient's UID stays taken.
+    taken = world.book(dept.recipient(), dept, local(day, 13), local(day, 14), uid=opening_uid)
+    assert not taken.confirmed and "UID belongs to another booking" in taken.description
+
+
 EDGE_TIMES = {
     # Floating times are in Europe/Oslo (+00:43 in year 1): UTC is before year 1.
     "year-1-floating": ("00010101T100000", "00010101T110000"),

@@ -2,8 +2,9 @@
 
 Each statement on PostgreSQL is a round trip, and a booking PUT made 35 of
 them before issue 5's work. This pins what was merged: the UID checks, the
-booking row with its audit entry, the key and the department with the path,
-the staff with their assignments calendars. A change that splits one of them
+booking row with its audit entry, the key and the department (with where
+its views are) and the event's booking with the path, the staff with their
+assignments calendars. A change that splits one of them
 again fails here."""
 
 from __future__ import annotations
@@ -38,8 +39,15 @@ def test_a_new_booking_merges_its_reads_and_writes(world: BookingWorld) -> None:
         return [s for s in put if all(w in s for w in words)]
 
     assert len(reading("calendar_objects.uid =")) == 1  # Radicale's and the desk's UID checks
+    # ... by the UID's index, not over the department's bookings (a new UID is in no other calendar).
+    assert "bookings" not in reading("calendar_objects.uid =")[0]
     assert len(reading("max(key_checks.key_id)")) == 1 and "departments" in reading("max(key_checks")[0]
     assert [s for s in put if s.startswith("SELECT departments.")] == []  # read with the path
+    assert [s for s in put if s.startswith("SELECT department_views.")] == []  # ... and so are its views
+    assert "department_views" in reading("max(key_checks")[0]
+    # ... and the booking behind the event (none: a new booking).
+    assert [s for s in put if s.startswith("SELECT bookings.id, bookings.department_id")] == []
+    assert "bookings.booking_href =" in reading("max(key_checks")[0]
     assert len(reading("INSERT INTO bookings")) == 1
     if world.db.backend == "postgresql":
         assert reading("INSERT INTO bookings")[0].startswith("WITH booking AS")  # with its audit entry

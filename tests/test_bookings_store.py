@@ -66,6 +66,52 @@ def test_bookings_are_found_by_event_and_by_time(instance_home: Path, people: di
             bookings.insert_booking(conn, booking(people, "x", T0, status="maybe"))
 
 
+def test_a_decisions_read_finds_the_longest_bookings_at_its_edges(
+    instance_home: Path, people: dict[str, int]
+) -> None:
+    """confirmed_spans bounds each span's start from below by the longest
+    booking there can be (24 h), so that it reads the bookings near a span
+    rather than all before it: a 24-hour booking ending one second into a
+    span is still found, one ending as the span starts is not; the same for
+    the recipient's own span."""
+    day = 24 * HOUR
+    with Instance(instance_home).open() as (db, _), db.transaction("w") as conn:
+        bookings.insert_booking(conn, booking(people, "reaches", T0 - day + 1, hours=24))
+        bookings.insert_booking(conn, booking(people, "ends-at-start", T0 - day, hours=24,
+                                              booking_href="e.ics"))
+        bookings.insert_booking(conn, booking(people, "inside", T0 + HOUR, booking_href="i.ics"))
+        found = bookings.confirmed_spans(conn, "hjem", [(T0, T0 + 2 * HOUR)])
+        assert [s.id for s in found] == ["reaches", "inside"]
+        found = bookings.confirmed_spans(conn, "hjem", [(T0 - 3 * day, T0 - 2 * day), (T0, T0 + 1)])
+        assert [s.id for s in found] == ["reaches"]
+        own = bookings.confirmed_spans(conn, "hjem", [], people["rita"], (T0 - 1, T0 + 2 * HOUR))
+        assert [s.id for s in own] == ["ends-at-start", "reaches", "inside"]
+        own = bookings.confirmed_spans(conn, "hjem", [], people["rita"], (T0, T0 + 2 * HOUR))
+        assert [s.id for s in own] == ["reaches", "inside"]
+
+
+def test_the_booking_of_an_event_follows_its_writes_within_a_transaction(
+    instance_home: Path, people: dict[str, int]
+) -> None:
+    """booking_for_event is read once per transaction and remembered (a
+    write's path lookup reads it too); every write of a row forgets it."""
+    calendar = people["calendar"]
+    with Instance(instance_home).open() as (db, _), db.transaction("w") as conn:
+        assert bookings.booking_for_event(conn, calendar, "b.ics") is None
+        bookings.insert_booking(conn, booking(people, "b", T0, booking_href="b.ics"))
+        row = bookings.booking_for_event(conn, calendar, "b.ics")
+        assert row is not None and row.start_ts == T0
+        bookings.save_booking(conn, bookings.moved(row, T0 + HOUR, T0 + 2 * HOUR, None))
+        moved = bookings.booking_for_event(conn, calendar, "b.ics")
+        assert moved is not None and (moved.start_ts, moved.staff_id) == (T0 + HOUR, None)
+        bookings.delete_booking(conn, "b")
+        assert bookings.booking_for_event(conn, calendar, "b.ics") is None
+        entry = audit.AuditEntry("hjem", "book", "accepted", people["rita"], T0, T0 + HOUR)
+        audit.record(conn, entry, booking(people, "c", T0, booking_href="b.ics"))
+        again = bookings.booking_for_event(conn, calendar, "b.ics")
+        assert again is not None and again.id == "c"
+
+
 def test_one_booking_per_event_and_rows_go_with_their_calendar(
     instance_home: Path, people: dict[str, int]
 ) -> None:

@@ -105,3 +105,26 @@ def test_version_1_database_gains_directory_and_bookings(database_url: str) -> N
             assert conn.execute(text("SELECT revision FROM calendars")).scalar_one() == 3
     finally:
         db.dispose()
+
+
+def test_version_5_database_gains_the_uid_index(database_url: str) -> None:
+    """5 -> 6 indexes calendar_objects.uid alone; a second start finds it there."""
+    db = Database(database_url)
+    try:
+        assert migrate.ensure_schema(db) == 0
+        with db.transaction("w") as conn:
+            conn.execute(text("DROP INDEX ix_objects_uid_anywhere"))
+            conn.execute(schema_info.update().values(version=5))
+        assert "ix_objects_uid_anywhere" not in uid_indexes(db)
+        assert migrate.ensure_schema(db) == 5
+        assert version_of(db) == SCHEMA_VERSION
+        assert uid_indexes(db)["ix_objects_uid_anywhere"] == ["uid"]
+        assert migrate.ensure_schema(db) == SCHEMA_VERSION
+    finally:
+        db.dispose()
+
+
+def uid_indexes(db: Database) -> dict[str, list[str | None]]:
+    with db.transaction("r") as conn:
+        return {str(ix["name"]): list(ix["column_names"])
+                for ix in inspect(conn).get_indexes("calendar_objects")}

@@ -8,7 +8,9 @@ proportion to the table, so it does not show with a test's few rows; the
 plan does. Every statement a login, a GET, a PROPFIND, a generic PUT and
 DELETE, an opening change, a booking and an availability read send is
 asked for its plan (``EXPLAIN QUERY PLAN``): none may scan a table of the
-schema. A scan of a subquery's result or of a constant row is fine."""
+schema. A scan of a subquery's result or of a constant row is fine. Nor
+may a search of the bookings by time run from the department's first
+booking: that too costs in proportion to the table, as the years pass."""
 
 from __future__ import annotations
 
@@ -73,3 +75,19 @@ def test_everyday_requests_scan_no_table(world: BookingWorld) -> None:
     database = world.db.engine.url.database
     assert database
     assert table_scans(database, seen) == {}
+    # Bookings overlapping a time are read between two starts (the longest
+    # booking bounds how early one can start), not from the first booking
+    # ever made: a department's past grows by the thousand a year.
+    searches = plan_steps(database, seen, re.compile(r"SEARCH bookings .*start_ts<"))
+    assert searches and all("start_ts>" in step for step in searches), searches
+
+
+def plan_steps(database: str, statements: list[str], step: re.Pattern[str]) -> list[str]:
+    """The plan steps, of every statement, that ``step`` matches."""
+    found: list[str] = []
+    with sqlite3.connect(database) as con:
+        for statement in dict.fromkeys(statements):
+            if statement.startswith(("SELECT", "WITH")):
+                plan = con.execute(f"EXPLAIN QUERY PLAN {statement}", [None] * statement.count("?"))
+                found += [row[3] for row in plan if step.search(row[3])]
+    return found

@@ -77,11 +77,18 @@ class Settings:
         return self.departments.get(department_id, self.defaults)
 
 
+LONGEST_BOOKING = timedelta(hours=24)
+"""No booking lasts longer (the bound of ``max_duration_minutes``, which the
+rules hold every confirmed booking to). Queries for the bookings overlapping
+a span use it to bound their start from below as well as above, so they
+read the bookings near the span, not every booking ever made before it."""
+_LONGEST_MINUTES = int(LONGEST_BOOKING.total_seconds()) // 60
+
 _INTEGERS = {
     "horizon_days": (1, 366),
     "minimum_notice_minutes": (0, 60 * 24 * 30),
-    "min_duration_minutes": (1, 60 * 24),
-    "max_duration_minutes": (1, 60 * 24),
+    "min_duration_minutes": (1, _LONGEST_MINUTES),
+    "max_duration_minutes": (1, _LONGEST_MINUTES),
     "travel_buffer_minutes": (0, 60 * 8),
 }
 _BOOLEANS = ("show_staff_names", "waiting_list")

@@ -444,6 +444,12 @@ def _serialise(calendar: icalendar.Calendar) -> str:
     return calendar.to_ical().decode("utf-8")
 
 
+def annotated(source: Source) -> bool:
+    """Whether an event of ``source`` carries the server's annotation
+    (everything the server writes into a recipient's event does)."""
+    return any(ANNOTATION in event for event in _read(source).walk("VEVENT"))
+
+
 def normalised(source: Source) -> str:
     """The event as the functions above would write it unchanged: compare a
     rewritten event with this to learn whether the server changed anything."""

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, inspect, select, text
 from servicehop_caldav.db.engine import Database, DatabaseError
 from servicehop_caldav.db.schema import (
     SCHEMA_VERSION,
+    UID_ANYWHERE,
     VERSION_2_TABLES,
     VERSION_3_TABLES,
     VERSION_4_TABLES,
@@ -55,9 +56,15 @@ def _add_occurrences(conn: Connection) -> None:
     metadata.create_all(conn, tables=list(VERSION_5_TABLES))
 
 
+def _index_uids(conn: Connection) -> None:
+    """5 -> 6: ``calendar_objects.uid`` indexed alone (the desk's check that
+    a new booking's UID is no other recipient's)."""
+    UID_ANYWHERE.create(conn, checkfirst=True)
+
+
 # UPGRADES[n] upgrades a database at version n to version n + 1.
 UPGRADES: dict[int, Callable[[Connection], None]] = {
-    1: _add_directory, 2: _add_bookings, 3: _add_views, 4: _add_occurrences,
+    1: _add_directory, 2: _add_bookings, 3: _add_views, 4: _add_occurrences, 5: _index_uids,
 }
 
 

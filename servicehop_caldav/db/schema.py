@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 from servicehop_caldav.refusal import NAMESPACE, Refusal
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -73,6 +73,11 @@ calendar_instances = Table(
     Index("ix_instances_calendar", "calendar_id"),
 )
 
+# Version 6: a UID wherever it is, for the booking desk's question whether
+# another recipient of the department holds it (a look at the few objects
+# with that UID, instead of at every booking calendar of the department).
+UID_ANYWHERE = Index("ix_objects_uid_anywhere", "uid")
+
 calendar_objects = Table(
     "calendar_objects",
     metadata,
@@ -104,6 +109,7 @@ calendar_objects = Table(
     Column("occurrences_until", BigInteger, nullable=True),
     UniqueConstraint("calendar_id", "href", name="uq_objects_href"),
     Index("ix_objects_uid", "calendar_id", "uid"),
+    UID_ANYWHERE,
     Index("ix_objects_time", "calendar_id", "first_occurrence", "last_occurrence"),
 )
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection
@@ -31,6 +32,8 @@ from servicehop_caldav.store.bookings import Span
 # Opening objects are found by their stored occurrence range, which Radicale
 # computes reading floating times as UTC; this margin covers every offset.
 OCCURRENCE_MARGIN = timedelta(days=1)
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -117,40 +120,49 @@ def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end
     return sorted(windows, key=lambda w: (w.interval.start, w.interval.end, sorted(w.staff)))
 
 
-class _Expansions:
-    """A small thread-safe LRU of opening objects' windows (see opening_windows)."""
+class _Recent(Generic[V]):
+    """A small thread-safe LRU of values made from what they are kept by."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._items: OrderedDict[Hashable, tuple[Window, ...]] = OrderedDict()
+        self._items: OrderedDict[Hashable, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable) -> tuple[Window, ...] | None:
+    def get(self, key: Hashable) -> V | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: Hashable, windows: tuple[Window, ...]) -> tuple[Window, ...]:
+    def put(self, key: Hashable, value: V) -> V:
         with self._lock:
-            self._items[key] = windows
+            self._items[key] = value
             self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return windows
+        return value
 
 
-_EXPANDED = _Expansions(8192)
+_EXPANDED: _Recent[tuple[Window, ...]] = _Recent(8192)
+_BOOKINGS: _Recent[Booking] = _Recent(4096)
+"""Bookings as the rules see them, by their row and staff username: every
+decision reads the same day's bookings (150 at 2,000 in the horizon) and
+made each one's two datetimes again. A row changed is another key."""
 
 
 def as_booking(data: DepartmentData, row: Span) -> Booking:
-    return Booking(
+    staff = data.staff_username(row.staff_id)
+    key = (row, staff)
+    found = _BOOKINGS.get(key)
+    if found is not None:
+        return found
+    return _BOOKINGS.put(key, Booking(
         id=row.id,
         recipient=str(row.recipient_id),
-        staff=data.staff_username(row.staff_id),
+        staff=staff,
         interval=Interval.of_timestamps(row.start_ts, row.end_ts),
-    )
+    ))
 
 
 def bookings_for_decision(

@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
-from sqlalchemy import ColumnElement, Connection, Exists, bindparam, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
 
 from servicehop_caldav import logs
 from servicehop_caldav.booking import availability, events, texts
@@ -55,7 +55,7 @@ from servicehop_caldav.booking.events import BookingEvent, EventError, Unbookabl
 from servicehop_caldav.booking.model import Booking, Decision, Interval, Reason
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import bookings as bookings_table
-from servicehop_caldav.db.schema import calendar_objects, users
+from servicehop_caldav.db.schema import calendar_objects
 from servicehop_caldav.desk import redecide, visits
 from servicehop_caldav.desk.department import (
     OCCURRENCE_MARGIN,
@@ -540,7 +540,7 @@ def _store(put: _Put, text: str, make_object: MakeObject, like: NewObject | None
     """Store ``text`` at the href, or what the client sent when ``text``
     says the same (then the client's copy is current: it may keep its ETag).
     ``text`` is as :func:`events.normalised` writes it."""
-    if text == put.sent_normalised:
+    if _may_be_sent(put, text) and text == put.sent_normalised:
         return _store_sent(put)
     if put.old is not None and put.old_normalised == text:
         return Outcome(put.old, rewritten=True)
@@ -550,6 +550,14 @@ def _store(put: _Put, text: str, make_object: MakeObject, like: NewObject | None
     stored = store_objects.put_object(put.conn, put.calendar.calendar_id, put.href, make_object(text, shape),
                                       replacing=put.old is not None)
     return Outcome(stored, rewritten=True)
+
+
+def _may_be_sent(put: _Put, text: str) -> bool:
+    """Whether ``text`` can say what the client sent. The server's texts
+    carry its annotation; a sent event without one cannot be the same,
+    which spares writing the sent event out again to compare (most
+    bookings: a client's new event)."""
+    return events.ANNOTATION not in text or events.annotated(put.sent_calendar)
 
 
 def _store_sent(put: _Put) -> Outcome:
@@ -592,45 +600,46 @@ def _availability_unchanged(put: _Put, considered: visits.Considered, added: Boo
 _b, _o = bookings_table.c, calendar_objects.c
 
 
-def _elsewhere(owner_id: ColumnElement[int]) -> Exists:
-    """Whether a recipient of the department other than ``owner_id`` has a
-    booking event with the UID."""
-    return exists().where(
-        _o.calendar_id.in_(select(_b.booking_calendar_id).where(
-            _b.department_id == bindparam("department_id"), _b.recipient_id != owner_id)),
-        _o.uid == bindparam("uid"),
-    )
-
-
-# Built once: every new booking asks.
-_UID_TAKEN = select(_elsewhere(bindparam("owner_id")))
-# Radicale's no-uid-conflict check of the calendar and the desk's check of the
-# department's other bookings calendars, in one statement: a new booking asks both.
-_UID_HERE_AND_ELSEWHERE = select(
+# Whether a recipient of the department other than the owner has a booking
+# event with the UID: the objects with that UID (the UID index: a few rows,
+# whatever the department holds), each asked whether a booking of the
+# department by someone else lives in its calendar.
+_UID_TAKEN = select(exists().where(
+    _o.uid == bindparam("uid"),
+    exists().where(
+        _b.booking_calendar_id == _o.calendar_id,
+        _b.department_id == bindparam("department_id"), _b.recipient_id != bindparam("owner_id"),
+    ),
+))
+# Radicale's no-uid-conflict check of the calendar, and whether the UID is in
+# any other calendar at all, in one statement: a new booking asks both, and a
+# new UID is (nearly always) nowhere else, which settles _UID_TAKEN unasked.
+# Two lookups of an index each, whatever plan the database's statistics (or
+# their absence, just after a bulk import) would choose for _UID_TAKEN.
+_UID_HERE_AND_ANYWHERE = select(
     store_objects.UID_IN_CALENDAR,
-    _elsewhere(select(users.c.id).where(users.c.username == bindparam("owner")).scalar_subquery()),
+    exists().where(_o.uid == bindparam("uid"), _o.calendar_id != bindparam("calendar_id")),
 )
-# Memo kind: (bookings calendar id, uid) -> whether another recipient of its
-# department has a booking with that UID, as read by uid_in_calendar.
-_TAKEN_ELSEWHERE = "uid_taken_elsewhere"
+# Memo kind: (bookings calendar id, uid) -> True when uid_in_calendar found
+# the UID in no other calendar (then no other recipient has a booking with it).
+_NOWHERE_ELSE = "uid_nowhere_else"
 
 
 def uid_in_calendar(conn: Connection, calendar: BookingsCalendar, uid: str) -> bool:
     """Whether bookings calendar ``calendar`` holds an object with ``uid``
-    (Radicale's no-uid-conflict check); whether another recipient of the
-    department has one is read in the same statement, for :func:`_uid_taken`."""
-    here, elsewhere = conn.execute(_UID_HERE_AND_ELSEWHERE, {
-        "calendar_id": calendar.calendar_id, "uid": uid,
-        "department_id": calendar.department_id, "owner": calendar.owner}).one()
-    memo.memo(conn, _TAKEN_ELSEWHERE)[(calendar.calendar_id, uid)] = bool(elsewhere)
+    (Radicale's no-uid-conflict check); whether any other calendar holds one
+    is read in the same statement, for :func:`_uid_taken`."""
+    here, elsewhere = conn.execute(
+        _UID_HERE_AND_ANYWHERE, {"calendar_id": calendar.calendar_id, "uid": uid}).one()
+    if not elsewhere:
+        memo.memo(conn, _NOWHERE_ELSE)[(calendar.calendar_id, uid)] = True
     return bool(here)
 
 
 def _uid_taken(put: _Put, uid: str) -> bool:
     """Whether another recipient of the department has a booking with this UID."""
-    known = memo.memo(put.conn, _TAKEN_ELSEWHERE)
-    if (put.calendar.calendar_id, uid) in known:
-        return bool(known[(put.calendar.calendar_id, uid)])
+    if (put.calendar.calendar_id, uid) in memo.memo(put.conn, _NOWHERE_ELSE):
+        return False
     return bool(put.conn.execute(
         _UID_TAKEN, {"department_id": put.data.department.id, "owner_id": put.owner_id, "uid": uid}
     ).scalar())

@@ -68,6 +68,7 @@ def record(conn: Connection, entry: AuditEntry, booking: BookingRow | None = Non
     if booking is None:
         conn.execute(_INSERT, values)
     elif one_trip.in_one_trip(conn):
+        store_bookings.forget_rows(conn)
         conn.execute(_WITH_BOOKING, {**values, **store_bookings.insert_values(booking)})
     else:
         store_bookings.insert_booking(conn, booking)

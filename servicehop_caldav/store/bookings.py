@@ -7,15 +7,19 @@ lives, encrypted, in the calendar objects they point to.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, Select, and_, bindparam, delete, insert, or_, select, update
 
+from servicehop_caldav.booking.config import LONGEST_BOOKING
+from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import BOOKING_STATUSES, bookings
 
 _b = bookings.c
+_LONGEST = int(LONGEST_BOOKING.total_seconds())
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,20 @@ def insert_values(booking: BookingRow) -> dict[str, object]:
 
 
 def insert_booking(conn: Connection, booking: BookingRow) -> None:
+    forget_rows(conn)
     conn.execute(INSERT, insert_values(booking))
+
+
+def forget_rows(conn: Connection) -> None:
+    """Forget what this transaction remembers of booking rows: the caller
+    writes one (with :data:`INSERT` in its own statement, store.audit)."""
+    memo.forget(conn, _FOR_EVENT_MEMO)
 
 
 def save_booking(conn: Connection, booking: BookingRow) -> None:
     """Replace the stored row of ``booking.id`` with ``booking``."""
     _check(booking)
+    forget_rows(conn)
     values = {k: v for k, v in booking.__dict__.items() if k != "id"}
     if not conn.execute(
         update(bookings).where(_b.id == booking.id).values(**values, updated=time.time())
@@ -87,6 +99,7 @@ def save_booking(conn: Connection, booking: BookingRow) -> None:
 
 
 def delete_booking(conn: Connection, booking_id: str) -> bool:
+    forget_rows(conn)
     return bool(conn.execute(delete(bookings).where(_b.id == booking_id)).rowcount)
 
 
@@ -103,20 +116,26 @@ def find_bookings(
     """The department's bookings with one of ``statuses``, by start (or, with
     ``by_request``, in the order they were asked for), optionally only those
     starting in [starts_from, starts_before) or overlapping ``overlapping``."""
-    shape = (starts_from is not None, starts_before is not None, overlapping is not None, by_request)
+    shape = (len(statuses), starts_from is not None, starts_before is not None, overlapping is not None,
+             by_request)
     query = _FIND.get(shape)
     if query is None:
         query = _FIND[shape] = _find_query(*shape)
-    params = {"department_id": department_id, "statuses": list(statuses), "starts_from": starts_from,
-              "starts_before": starts_before, "overlap_start": overlapping[0] if overlapping else None,
-              "overlap_end": overlapping[1] if overlapping else None}
+    params: dict[str, object] = {
+        "department_id": department_id, "starts_from": starts_from, "starts_before": starts_before,
+        "overlap_start": overlapping[0] if overlapping else None,
+        "overlap_end": overlapping[1] if overlapping else None,
+    }
+    params.update((f"status{i}", status) for i, status in enumerate(statuses))
     return [_row(r) for r in conn.execute(query, params)]
 
 
-def _find_query(starts_from: bool, starts_before: bool, overlapping: bool, by_request: bool) -> Select:
-    """:func:`find_bookings`'s statement of one shape, with bound parameters."""
+def _find_query(statuses: int, starts_from: bool, starts_before: bool, overlapping: bool,
+                by_request: bool) -> Select:
+    """:func:`find_bookings`'s statement of one shape, with bound parameters
+    (one per status: an expanding IN is rewritten at every execution)."""
     query = select(bookings).where(_b.department_id == bindparam("department_id"),
-                                   _b.status.in_(bindparam("statuses", expanding=True)))
+                                   _b.status.in_([bindparam(f"status{i}") for i in range(statuses)]))
     if starts_from:
         query = query.where(_b.start_ts >= bindparam("starts_from"))
     if starts_before:
@@ -129,17 +148,30 @@ def _find_query(starts_from: bool, starts_before: bool, overlapping: bool, by_re
 
 # find_bookings' statements by shape, each built once (see store.objects):
 # every booking decision and opening change runs them.
-_FIND: dict[tuple[bool, bool, bool, bool], Select] = {}
+_FIND: dict[tuple[int, bool, bool, bool, bool], Select] = {}
 
 
-_FOR_EVENT = select(bookings).where(_b.booking_calendar_id == bindparam("calendar_id"),
-                                    _b.booking_href == bindparam("href"))
+ROW_COLUMNS = tuple(bookings.c)[:_FIELDS]  # a BookingRow's
+_FOR_EVENT = select(*ROW_COLUMNS).where(_b.booking_calendar_id == bindparam("calendar_id"),
+                                        _b.booking_href == bindparam("href"))
+# Memo kind: (calendar id, href) -> the BookingRow of that event (None: none),
+# for the transaction; every write of a booking row forgets it.
+_FOR_EVENT_MEMO = "booking_for_event"
+
+
+def remember_for_event(conn: Connection, calendar_id: int, href: str, row: Sequence[Any]) -> None:
+    """Note what another module's statement read of this event's booking
+    (:data:`ROW_COLUMNS`; all NULL when there is none)."""
+    memo.memo(conn, _FOR_EVENT_MEMO)[(calendar_id, href)] = BookingRow(*row) if row[0] is not None else None
 
 
 def booking_for_event(conn: Connection, calendar_id: int, href: str) -> BookingRow | None:
     """The booking whose recipient event is ``href`` in calendar ``calendar_id``."""
-    row = conn.execute(_FOR_EVENT, {"calendar_id": calendar_id, "href": href}).first()
-    return _row(row) if row is not None else None
+    def read() -> BookingRow | None:
+        row = conn.execute(_FOR_EVENT, {"calendar_id": calendar_id, "href": href}).first()
+        return _row(row) if row is not None else None
+
+    return memo.once(conn, _FOR_EVENT_MEMO, (calendar_id, href), read)
 
 
 def bookings_between(
@@ -176,7 +208,10 @@ def confirmed_spans(
     """Confirmed, staffed bookings of the department overlapping any of
     ``spans``, and those of ``recipient_id`` overlapping ``own_span``; each
     once. Only the columns a decision reads: a decision at 2,000 bookings in
-    the horizon runs this on every PUT."""
+    the horizon runs this on every PUT. No booking is longer than
+    :data:`LONGEST_BOOKING`, so one overlapping a span starts at most that
+    long before it: the index reads the bookings near each span, not every
+    one before it (a department's past grows by the thousand a year)."""
     own = own_span if recipient_id is not None else None
     if not spans and own is None:
         return []
@@ -186,9 +221,10 @@ def confirmed_spans(
         query = _SPANS[shape] = _spans_query(*shape)
     params: dict[str, object] = {"department_id": department_id}
     for i, (start, end) in enumerate(spans):
-        params[f"start{i}"], params[f"end{i}"] = start, end
+        params[f"start{i}"], params[f"end{i}"], params[f"after{i}"] = start, end, start - _LONGEST
     if own is not None:
         params["recipient_id"], (params["own_start"], params["own_end"]) = recipient_id, own
+        params["own_after"] = own[0] - _LONGEST
     found = [Span._make(row) for row in conn.execute(query, params)]
     return sorted(found, key=lambda s: (s.start_ts, s.id))
 
@@ -196,11 +232,13 @@ def confirmed_spans(
 def _spans_query(spans: int, own: bool) -> Select:
     """:func:`confirmed_spans`'s statement for ``spans`` spans (and the
     recipient's own span): one statement, each booking once."""
-    overlapping = [and_(_b.start_ts < bindparam(f"end{i}"), _b.end_ts > bindparam(f"start{i}"))
+    overlapping = [and_(_b.start_ts < bindparam(f"end{i}"), _b.start_ts > bindparam(f"after{i}"),
+                        _b.end_ts > bindparam(f"start{i}"))
                    for i in range(spans)]
     if own:
         overlapping.append(and_(_b.recipient_id == bindparam("recipient_id"),
-                                _b.start_ts < bindparam("own_end"), _b.end_ts > bindparam("own_start")))
+                                _b.start_ts < bindparam("own_end"), _b.start_ts > bindparam("own_after"),
+                                _b.end_ts > bindparam("own_start")))
     return select(_b.id, _b.recipient_id, _b.staff_id, _b.start_ts, _b.end_ts).where(
         _b.department_id == bindparam("department_id"), _b.status == "confirmed",
         _b.staff_id.is_not(None), or_(*overlapping))

@@ -220,28 +220,38 @@ def index_listing(conn: Connection, calendar_id: int) -> TupleResult[tuple[str, 
 
 
 
+_ETAGS_IN_RANGE = select(_o.href, _o.etag).where(
+    _o.calendar_id == bindparam("calendar_id"),
+    _o.first_occurrence < bindparam("end"), _o.last_occurrence > bindparam("start"),
+).order_by(_o.href)
+# Built once, by component or not (None): every booking decision asks
+# for the opening calendar's objects, several times.
+_ETAGS_OF: dict[bool, Select[tuple[str, str]]] = {
+    False: _ETAGS_IN_RANGE, True: _ETAGS_IN_RANGE.where(_o.component == bindparam("component")),
+}
+
+
 def etags_in_range(
     conn: Connection, calendar_id: int, component: str | None, start: int, end: int
 ) -> list[tuple[str, str]]:
     """(href, etag) of the objects whose time range overlaps [start, end),
     without reading their data: enough to tell whether a kept result of
     reading them is still current."""
-    query = select(_o.href, _o.etag).where(
-        _o.calendar_id == calendar_id, _o.first_occurrence < end, _o.last_occurrence > start
-    )
-    if component is not None:
-        query = query.where(_o.component == component)
-    return [(href, etag) for href, etag in conn.execute(query.order_by(_o.href))]
+    query = _ETAGS_OF[component is not None]
+    params = {"calendar_id": calendar_id, "start": start, "end": end, "component": component}
+    return [(href, etag) for href, etag in conn.execute(query, params)]
+
+
+_SPANS_IN_RANGE = select(_o.href, _o.first_occurrence, _o.last_occurrence).where(
+    _o.calendar_id == bindparam("calendar_id"),
+    _o.first_occurrence < bindparam("end"), _o.last_occurrence > bindparam("start"),
+).order_by(_o.href)
 
 
 def spans_in_range(conn: Connection, calendar_id: int, start: int, end: int) -> list[tuple[str, int, int]]:
     """(href, first, last) of the objects whose time range overlaps [start, end),
     without reading their data: enough to compare computed views by href."""
-    rows = conn.execute(
-        select(_o.href, _o.first_occurrence, _o.last_occurrence).where(
-            _o.calendar_id == calendar_id, _o.first_occurrence < end, _o.last_occurrence > start
-        ).order_by(_o.href)
-    )
+    rows = conn.execute(_SPANS_IN_RANGE, {"calendar_id": calendar_id, "start": start, "end": end})
     return [(href, int(first), int(last)) for href, first, last in rows]
 
 
@@ -373,15 +383,18 @@ def put_object(
     return StoredObject(**vars(obj), href=href, modified=now)
 
 
+_DELETE = delete(calendar_objects).where(
+    _o.calendar_id == bindparam("calendar_id"), _o.href == bindparam("href")
+)
+
+
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
     """Delete the object at ``href``; False if there was none."""
     _forget(conn, calendar_id, href)
     if one_trip.in_one_trip(conn):
         store_collections.forget_instances(conn)
         return one_trip.delete_object(conn, calendar_id, href)
-    deleted = conn.execute(
-        delete(calendar_objects).where(_o.calendar_id == calendar_id, _o.href == href)
-    ).rowcount
+    deleted = conn.execute(_DELETE, {"calendar_id": calendar_id, "href": href}).rowcount
     if deleted:
         record_change(conn, calendar_id, href, OP_DELETED)
     return bool(deleted)

@@ -5,8 +5,10 @@ request path up (Radicale's ``discover``). Before it writes anything it
 reads two more things: the newest key (``codec.check_current``: nothing is
 written under a key a rotation has retired) and, for the calendars of a
 department (its opening calendar, a recipient's bookings calendar), the
-department. On PostgreSQL each was a round trip of its own. Here the path
-lookup reads them too. It runs after the lock, in the same transaction, so
+department, with where its computed views are (a booking updates them),
+and the booking whose event the request names.
+On PostgreSQL each was a round trip of its own. Here the path lookup
+reads them too. It runs after the lock, in the same transaction, so
 it sees what those reads would have seen (under READ COMMITTED each
 statement sees what was committed before it began, and a key rotation
 commits under the same lock).
@@ -16,24 +18,39 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, select, true
 
-from servicehop_caldav.db.schema import departments
+from servicehop_caldav.db.schema import bookings, calendar_instances, department_views, departments
 from servicehop_caldav.directory import store as directory
+from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import codec
 from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store import views as store_views
 from servicehop_caldav.store.records import Instance, StoredObject
 
 _d = departments.c
 _DEPARTMENT_COLUMNS = (_d.id, _d.name, _d.timezone, _d.language, _d.opening_calendar_id)
 # One row even with no key and no department (an aggregate without GROUP BY).
 _newest = codec.NEWEST_KEY.subquery()
-_department = select(*_DEPARTMENT_COLUMNS).where(_d.id == bindparam("department_id")).subquery()
+_department = (
+    select(*_DEPARTMENT_COLUMNS, *store_views.COLUMNS)
+    .select_from(departments.outerjoin(department_views, department_views.c.department_id == _d.id))
+    .where(_d.id == bindparam("department_id"))
+    .subquery()
+)
 _path = store_objects.PATH_PARENT_AND_MEMBER.subquery()
+# The booking whose event is the member (a bookings calendar's PUT or DELETE asks).
+_b, _i = bookings.c, calendar_instances.c
+_booking = select(*store_bookings.ROW_COLUMNS).where(
+    _b.booking_calendar_id == select(_i.calendar_id).where(_i.path == bindparam("parent")).scalar_subquery(),
+    _b.booking_href == bindparam("href"),
+).subquery()
 _STATEMENT = (
-    select(_newest, _department, _path)
-    .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true()))
+    select(_newest, _department, _path, _booking)
+    .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true()).outerjoin(_booking, true()))
 )
 _DEPARTMENT_AT = 1
-_PATH_AT = _DEPARTMENT_AT + len(_DEPARTMENT_COLUMNS)
+_VIEWS_AT = _DEPARTMENT_AT + len(_DEPARTMENT_COLUMNS)
+_PATH_AT = _VIEWS_AT + len(store_views.COLUMNS)
+_BOOKING_AT = _PATH_AT + len(_path.c)
 
 
 def get_path_and_member(
@@ -48,11 +65,15 @@ def get_path_and_member(
                                      "department_id": department_id or ""}).all()
     codec.remember_newest(conn, rows[0][0])
     if department_id is not None:
-        found = rows[0][_DEPARTMENT_AT]
+        found = rows[0][_DEPARTMENT_AT] is not None
         directory.remember_department(conn, department_id, directory.Department(
-            *rows[0][_DEPARTMENT_AT:_PATH_AT]) if found is not None else None)
+            *rows[0][_DEPARTMENT_AT:_VIEWS_AT]) if found else None)
+        if found:
+            store_views.remember_views(conn, department_id, rows[0][_VIEWS_AT:_PATH_AT])
     at_path, at_parent = store_objects.remember_path_and_member(conn, path, parent, href, rows, at=_PATH_AT)
     if at_path is not None:
         return at_path, None, None
+    if department_id is not None and at_parent is not None:
+        store_bookings.remember_for_event(conn, at_parent.calendar_id, href, rows[0][_BOOKING_AT:])
     member = store_objects.get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
     return None, at_parent, member
