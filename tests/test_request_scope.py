@@ -6,12 +6,13 @@ transaction that read it (``servicehop_caldav.db.memo``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event
 
-from servicehop_caldav.db.engine import Database
+from servicehop_caldav.db.engine import BEGIN_WRITE, WRITE_LOCK_KEY, Database
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.records import NewObject
@@ -208,3 +209,64 @@ def test_a_snapshot_asked_for_in_single_statement_reads_sees_one_moment(db: Data
             assert snap is kept
     finally:
         other.dispose()
+
+
+def _frontend_round_trips(trace: str) -> list[str]:
+    """The client's messages that each end a round trip (a simple Query, or
+    the Sync closing an extended-protocol exchange), from a libpq trace."""
+    return [line.split("\t", 3)[-1].strip() for line in trace.splitlines()
+            if line.startswith("F\t") and line.split("\t")[2] in ("Query", "Sync")]
+
+
+def _lock_taken_elsewhere(url: str) -> bool:
+    """Whether the write lock is held by another session, asked from a new one."""
+    other = Database(url)
+    try:
+        with other.engine.connect() as conn:
+            free = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({WRITE_LOCK_KEY})").scalar()
+            if free:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({WRITE_LOCK_KEY})")
+            conn.rollback()
+        return not free
+    finally:
+        other.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_postgresql_write_begins_and_takes_the_lock_in_one_round_trip(
+    db: Database, tmp_path: Path
+) -> None:
+    """BEGIN and the write lock are one query (BEGIN_WRITE), not the driver's
+    BEGIN and then the lock; the transaction still reads committed data,
+    holds the lock to its end, and commits or rolls back as a whole."""
+    from psycopg import pq
+
+    with db.transaction("w") as conn:
+        instance = store_collections.create_instance(conn, "u/cal", {})
+    trace_path = tmp_path / "trace"
+    with trace_path.open("w") as trace_file, db.request(snapshot=False):
+        with db.transaction("w") as conn:
+            pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
+            assert _lock_taken_elsewhere(db.url)
+            assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
+            pgconn.trace(trace_file.fileno())
+            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+            store_objects.put_object(conn, instance.calendar_id, "a.ics", _obj("a"))
+        with db.transaction("w") as conn:
+            store_objects.put_object(conn, instance.calendar_id, "b.ics", _obj("b"))
+        pgconn.untrace()
+    trips = _frontend_round_trips(trace_path.read_text())
+    begins = [t for t in trips if "BEGIN" in t]
+    # The first write's statements and COMMIT, then the second write: its
+    # BEGIN and lock in one query, its statements, its COMMIT.
+    assert begins == [f'"{BEGIN_WRITE}"'], trips
+    first_end = trips.index('"COMMIT"')
+    assert trips[first_end + 1] == begins[0] and trips[-1] == '"COMMIT"', trips
+    assert trips[:first_end] == trips[first_end + 2:-1] == ["Sync"] * first_end, trips
+    assert not _lock_taken_elsewhere(db.url)
+    with pytest.raises(ZeroDivisionError), db.transaction("w") as conn:
+        store_objects.put_object(conn, instance.calendar_id, "c.ics", _obj("c"))
+        1 / 0  # noqa: B018 - the failure under test
+    assert not _lock_taken_elsewhere(db.url)
+    with db.transaction("r") as conn:
+        assert store_objects.all_hrefs(conn, instance.calendar_id) == ["a.ics", "b.ics"]

@@ -16,13 +16,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Transaction, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, Transaction, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from servicehop_caldav.db import memo
 
 # Arbitrary constant: the advisory lock key all servicehop writers share.
 WRITE_LOCK_KEY = 0x5E41C0DA
+# A PostgreSQL write transaction's start: BEGIN and the write lock, two
+# statements sent as one (simple-protocol) query, so one round trip. The
+# driver would send its own BEGIN as a round trip of its own before the lock.
+BEGIN_WRITE = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
@@ -192,13 +196,16 @@ class Database:
                     conn.info["servicehop_begin"] = (
                         "BEGIN IMMEDIATE" if mode == "w" else "" if each_statement else "BEGIN")
                 else:
+                    # A write begins itself (BEGIN_WRITE): the driver, in
+                    # autocommit, sends no BEGIN of its own, and still ends
+                    # the transaction BEGIN_WRITE opened (psycopg commits or
+                    # rolls back whatever transaction the server has open).
                     conn = conn.execution_options(isolation_level=(
-                        "READ COMMITTED" if mode == "w" else "AUTOCOMMIT" if each_statement
-                        else "REPEATABLE READ"))
+                        "AUTOCOMMIT" if mode == "w" or each_statement else "REPEATABLE READ"))
                 transaction = conn.begin()
                 try:
                     if mode == "w" and self.backend == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                        conn.exec_driver_sql(BEGIN_WRITE)
                 except BaseException:
                     transaction.rollback()
                     raise
