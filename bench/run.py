@@ -112,6 +112,30 @@ def _failed_everywhere(ops: Sequence[str], why: str) -> dict[str, Outcome]:
     return {op: Outcome(op, status="fail", detail=why) for op in ops}
 
 
+def _interleaved_get(alive: dict[str, workloads.Target], phase: dict[str, Any], budget: Budget) -> None:
+    """The GET of one event, every live server's in turn (each idle first)."""
+    if not alive:
+        return
+    for target in alive.values():
+        target.server.wait_idle()
+    started = time.monotonic()
+    outcomes = workloads.op_get_interleaved(alive, budget)
+    log(f"  {workloads.GET}, interleaved  [{time.monotonic() - started:.1f} s]")
+    for name, outcome in outcomes.items():
+        phase["results"][name][workloads.GET] = outcome
+        log(f"    {servers.SERVER_LABELS[name]:<24} {workloads.summary(outcome)}")
+
+
+def _stop(target: workloads.Target, folder: Path) -> None:
+    """Stop a server (reporting it if it died) and remove its data."""
+    running = target.server
+    if running.process.poll() is not None:
+        log(f"    {running.label} died:\n{running.log_tail()}")
+    target.session.close()
+    running.stop()
+    shutil.rmtree(folder / running.name, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -142,40 +166,43 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "seeding": {}}
             calendar[size] = phase
             prepare: servers.Prepare | None = None
-            for name in chosen:
-                log(f"  {servers.SERVER_LABELS[name]}")
-                folder = root / f"size-{size}"
-                folder.mkdir(exist_ok=True)
-                t0 = time.monotonic()
-                try:
-                    if name in servers.SERVICEHOP:
-                        prepare = prepare or servers.seed_servicehop_calendar(events)
-                        running = servers.start_servicehop(folder, name, args.postgres_url, prepare)
-                    else:
-                        running = servers.start(name, folder, events, args.postgres_url)
-                except Exception as e:  # noqa: BLE001 - reported as a failure of every operation
-                    log(f"    did not start: {type(e).__name__}: {e}")
-                    phase["results"][name] = _failed_everywhere(workloads.CALENDAR_OPERATIONS, str(e))
-                    continue
-                log(f"    seeded and started in {time.monotonic() - t0:.1f} s")
-                phase["seeding"][name] = running.seeding
-                try:
+            # Each server stays up after its workloads for the interleaved GET.
+            alive: dict[str, workloads.Target] = {}
+            try:
+                for name in chosen:
+                    log(f"  {servers.SERVER_LABELS[name]}")
+                    folder = root / f"size-{size}"
+                    folder.mkdir(exist_ok=True)
+                    t0 = time.monotonic()
+                    try:
+                        if name in servers.SERVICEHOP:
+                            prepare = prepare or servers.seed_servicehop_calendar(events)
+                            running = servers.start_servicehop(folder, name, args.postgres_url, prepare)
+                        else:
+                            running = servers.start(name, folder, events, args.postgres_url)
+                    except Exception as e:  # noqa: BLE001 - reported as a failure of every operation
+                        log(f"    did not start: {type(e).__name__}: {e}")
+                        phase["results"][name] = _failed_everywhere(workloads.CALENDAR_OPERATIONS, str(e))
+                        continue
+                    log(f"    seeded and started in {time.monotonic() - t0:.1f} s")
+                    phase["seeding"][name] = running.seeding
                     target = workloads.Target(running, events, week, len(events),
                                               random.Random(f"{args.seed}-{size}"))
+                    alive[name] = target
                     try:
                         phase["results"][name] = workloads.run_calendar_workloads(
-                            target, budget, args.writers, args.writer_events, log,
-                            Budget(args.get_reps, budget.seconds, budget.min_reps))
+                            target, budget, args.writers, args.writer_events, log)
                     except Exception as e:  # noqa: BLE001 - reported as a failure of every operation
                         log(f"    aborted: {type(e).__name__}: {e}")
                         phase["results"][name] = _failed_everywhere(
                             workloads.CALENDAR_OPERATIONS, f"{type(e).__name__}: {e}")
-                    if running.process.poll() is not None:
-                        log(f"    the server died:\n{running.log_tail()}")
-                    phase["memory"][name] = running.memory_kib()
-                finally:
-                    running.stop()
-                shutil.rmtree(folder / name, ignore_errors=True)
+                        _stop(alive.pop(name), folder)
+                _interleaved_get(alive, phase, Budget(args.get_reps, budget.seconds, budget.min_reps))
+                for name, target in alive.items():
+                    phase["memory"][name] = target.server.memory_kib()
+            finally:
+                for target in alive.values():
+                    _stop(target, root / f"size-{size}")
 
         if not args.no_booking:
             booking_note = _booking_phase(args, chosen, root, budget, booking_results, booking_memory)
@@ -250,6 +277,9 @@ CONDITIONS = [
     "connections (requests.Session), one untimed PROPFIND before timing, then a wait until the server "
     "is idle (under 5 % of a core for 0.5 s: start-up work such as servicehop's first upkeep pass "
     "done); reads get one untimed warm-up",
+    "  the GET of one event is timed last, with every server of the size still up (each idle first): "
+    "one GET on each in turn, round after round, the order rotating, so each server's GETs share "
+    "the seconds of its peers' (the machine's pace drifts more within a run than a GET differs)",
     "  connections: every client keeps its connection open (requests.Session); stock Radicale's server "
     "answers HTTP/1.0 and closes each one after one answer (so its client connects anew for each request), "
     "Xandikos and servicehop keep them open",
