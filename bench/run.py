@@ -24,6 +24,7 @@ be carried out, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -201,8 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, target in alive.items():
                     phase["memory"][name] = target.server.memory_kib()
             finally:
-                for target in alive.values():
-                    _stop(target, root / f"size-{size}")
+                # Every server is stopped (its scratch schema dropped) even if one stop fails.
+                with contextlib.ExitStack() as stops:
+                    for target in alive.values():
+                        stops.callback(_stop, target, root / f"size-{size}")
 
         if not args.no_booking:
             booking_note = _booking_phase(args, chosen, root, budget, booking_results, booking_memory)
