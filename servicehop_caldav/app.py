@@ -30,7 +30,7 @@ from radicale import httputils, types
 from radicale.app import put as radicale_put
 
 from servicehop_caldav import health, propfind, refusal, report, request_log, rewritten
-from servicehop_caldav.store import read_ahead
+from servicehop_caldav.store import read_ahead, write_ahead
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
 # Methods Radicale answers without writing.
@@ -107,7 +107,8 @@ class Application(radicale.Application):
         refusal.take()
         rewritten.take()
         body = propfind.read_body(environ)
-        result = self._answer_refusal(super().do_PUT(environ, base_prefix, path, *args, **kwargs))
+        with write_ahead.sending(body):
+            result = self._answer_refusal(super().do_PUT(environ, base_prefix, path, *args, **kwargs))
         status = result[0]
         if status == 400:  # not ours: the storage's refusals are answered above
             explained = self._unreadable(environ, body, path)

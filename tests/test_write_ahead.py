@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from radicale_storage_servicehop import object_of_text
 from sqlalchemy import insert
 
 from servicehop_caldav.db.engine import Database
@@ -19,6 +20,7 @@ from servicehop_caldav.desk.desk import department_named
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.instance import Instance, init_instance
 from servicehop_caldav.store import codec, write_ahead
+from servicehop_caldav.store import objects as store_objects
 from tests.conftest import start_instance_server
 from tests.helpers.robust import ICS, event
 from tests.helpers.statements import recorded
@@ -91,3 +93,75 @@ def test_the_newest_key_read_with_the_path_is_the_one_checked(db: Database) -> N
         with pytest.raises(codec.StaleKeyError):
             codec.check_current(conn, keyring)
         raise _Undo  # the made-up key goes with the transaction
+
+
+def test_sent_uid_is_the_one_uid_a_body_names() -> None:
+    assert write_ahead.sent_uid(event("plain").encode()) == "plain"
+    folded = "BEGIN:VEVENT\r\nUID:a-long-\r\n uid-folded\r\nEND:VEVENT\r\n"
+    assert write_ahead.sent_uid(folded.encode()) == "a-long-uid-folded"
+    assert write_ahead.sent_uid(b"BEGIN:VEVENT\nuid;X-A=b:lower\nEND:VEVENT\n") == "lower"
+    # Two (a whole-collection PUT, or an alarm's own UID), none, or not UTF-8: no guess.
+    assert write_ahead.sent_uid((event("one") + event("two")).encode()) is None
+    assert write_ahead.sent_uid(b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n") is None
+    assert write_ahead.sent_uid(b"UID:\xff\xfe\r\n") is None
+    # A line that only contains "UID:" is not one.
+    assert write_ahead.sent_uid(b"DESCRIPTION:UID:x\r\nUID:y\r\n") == "y"
+
+
+def _alarmed(uid: str) -> str:
+    """An event whose alarm has a UID of its own (RFC 9074): the guess gives up."""
+    text = event(uid)
+    alarm = ("BEGIN:VALARM\r\nUID:alarm-1\r\nACTION:DISPLAY\r\nDESCRIPTION:x\r\n"
+             "TRIGGER:-PT5M\r\nEND:VALARM\r\n")
+    return text.replace("END:VEVENT", alarm + "END:VEVENT")
+
+
+def test_a_new_objects_uid_check_is_read_with_its_path_and_still_refuses_a_taken_uid(
+    tmp_path: Path, database_url: str,
+) -> None:
+    created = init_instance(tmp_path / "instance", database_url)
+    server = start_instance_server(created.instance.home)
+    try:
+        session = requests.Session()
+        session.auth = (created.user, created.password)
+        assert session.request("PROPFIND", f"{server.url}/{CALENDAR}/").status_code == 207
+        seen = recorded(Database.shared(database_url).engine)
+
+        def separate_uid_checks() -> list[str]:
+            return [s for s in seen if "calendar_objects.uid =" in s and "max(key_checks" not in s]
+
+        assert session.put(f"{server.url}/{CALENDAR}/a.ics", data=event("a"), headers=ICS).status_code == 201
+        assert separate_uid_checks() == []
+        assert len([s for s in seen if "max(key_checks.key_id)" in s and "calendar_objects.uid =" in s]) == 1
+        # The same UID at another href: Radicale's no-uid-conflict, answered
+        # from what the path lookup read, and nothing written.
+        del seen[:]
+        r = session.put(f"{server.url}/{CALENDAR}/b.ics", data=event("a", "again"), headers=ICS)
+        assert r.status_code == 409 and b"no-uid-conflict" in r.content
+        assert separate_uid_checks() == []
+        assert session.get(f"{server.url}/{CALENDAR}/b.ics").status_code == 404
+        # No guess (two UIDs in the body): Radicale's own check reads it, with the same answer.
+        del seen[:]
+        r = session.put(f"{server.url}/{CALENDAR}/c.ics", data=_alarmed("a"), headers=ICS)
+        assert r.status_code == 409 and b"no-uid-conflict" in r.content
+        assert len(separate_uid_checks()) == 1
+        r = session.put(f"{server.url}/{CALENDAR}/c.ics", data=_alarmed("c"), headers=ICS)
+        assert r.status_code == 201
+    finally:
+        server.stop()
+
+
+def test_a_uid_read_with_the_path_is_forgotten_once_an_object_is_written(db: Database) -> None:
+    href = "fresh.ics"
+    with pytest.raises(_Undo), db.transaction("w") as conn, write_ahead.sending(event("u1").encode()):
+        path = f"{CALENDAR}/{href}"
+        _, parent, member = write_ahead.get_path_and_member(conn, path, CALENDAR, href, "demo")
+        assert parent is not None and member is None
+        seen = recorded(db.engine)
+        assert store_objects.has_uid(conn, parent.calendar_id, "u1") is False  # from the lookup
+        assert seen == []
+        store_objects.put_object(conn, parent.calendar_id, "other.ics", object_of_text(CALENDAR)(event("u1")))
+        del seen[:]
+        assert store_objects.has_uid(conn, parent.calendar_id, "u1") is True  # read again
+        assert len(seen) == 1
+        raise _Undo

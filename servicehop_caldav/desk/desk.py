@@ -628,8 +628,10 @@ _NOWHERE_ELSE = "uid_nowhere_else"
 def uid_in_calendar(conn: Connection, calendar: BookingsCalendar, uid: str) -> bool:
     """Whether bookings calendar ``calendar`` holds an object with ``uid``
     (Radicale's no-uid-conflict check); whether any other calendar holds one
-    is read in the same statement, for :func:`_uid_taken`."""
-    here, elsewhere = conn.execute(
+    is read in the same statement, for :func:`_uid_taken` (or was read
+    with the write's path, :mod:`servicehop_caldav.store.write_ahead`)."""
+    known = store_objects.known_uid(conn, calendar.calendar_id, uid)
+    here, elsewhere = known if known is not None else conn.execute(
         _UID_HERE_AND_ANYWHERE, {"calendar_id": calendar.calendar_id, "uid": uid}).one()
     if not elsewhere:
         memo.memo(conn, _NOWHERE_ELSE)[(calendar.calendar_id, uid)] = True

@@ -103,9 +103,11 @@ def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | 
 
 
 def _forget(conn: Connection, calendar_id: int, href: str) -> None:
-    """Drop what this transaction read at ``href`` (it is being written)."""
+    """Drop what this transaction read at ``href`` (it is being written),
+    and every UID it found or missed (the write may add or take one)."""
     memo.memo(conn, _MEMO).pop((calendar_id, href), None)
     memo.memo(conn, _UNREAD).pop((calendar_id, href), None)
+    memo.forget(conn, _UIDS)
 
 
 def remember_absent(conn: Connection, calendar_id: int, href: str) -> None:
@@ -321,9 +323,28 @@ _MATCHING = select(*_COLUMNS, _o.occurrences_until).where(  # built once (see _B
 # together with its own check of a department's bookings calendars).
 UID_IN_CALENDAR = exists().where(_o.calendar_id == bindparam("calendar_id"), _o.uid == bindparam("uid"))
 _HAS_UID = select(UID_IN_CALENDAR)
+# Memo kind: (calendar_id, uid) -> (whether that calendar holds an object
+# with uid, whether any other calendar does), read along with something else.
+_UIDS = "objects_uids"
+
+
+def remember_uid(conn: Connection, calendar_id: int, uid: str, here: bool, elsewhere: bool) -> None:
+    """Note what a statement read of ``uid``: whether calendar
+    ``calendar_id`` holds it (``here``) and whether another does."""
+    memo.memo(conn, _UIDS)[(calendar_id, uid)] = (here, elsewhere)
+
+
+def known_uid(conn: Connection, calendar_id: int, uid: str) -> tuple[bool, bool] | None:
+    """What :func:`remember_uid` noted of ``uid`` in this transaction
+    (None: nothing; every object write forgets it all)."""
+    found: tuple[bool, bool] | None = memo.memo(conn, _UIDS).get((calendar_id, uid))
+    return found
 
 
 def has_uid(conn: Connection, calendar_id: int, uid: str) -> bool:
+    known = known_uid(conn, calendar_id, uid)
+    if known is not None:
+        return known[0]
     return bool(conn.execute(_HAS_UID, {"calendar_id": calendar_id, "uid": uid}).scalar())
 
 

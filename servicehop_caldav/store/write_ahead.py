@@ -6,7 +6,11 @@ reads two more things: the newest key (``codec.check_current``: nothing is
 written under a key a rotation has retired) and, for the calendars of a
 department (its opening calendar, a recipient's bookings calendar), the
 department, with where its computed views are (a booking updates them),
-and the booking whose event the request names.
+and the booking whose event the request names. A PUT of a new object
+also asks whether its UID is taken (Radicale's no-uid-conflict check, and
+for a bookings calendar whether another calendar holds it): the UID the
+body names is read ahead of Radicale's parser (:func:`sending`), and the
+storage answers from what this statement read when the parser agrees.
 On PostgreSQL each was a round trip of its own. Here the path lookup
 reads them too. It runs after the lock, in the same transaction, so
 it sees what those reads would have seen (under READ COMMITTED each
@@ -16,9 +20,20 @@ commits under the same lock).
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, select, true
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
-from servicehop_caldav.db.schema import bookings, calendar_instances, department_views, departments
+from sqlalchemy import Connection, Text, bindparam, exists, select, true
+
+from servicehop_caldav.db.schema import (
+    bookings,
+    calendar_instances,
+    calendar_objects,
+    department_views,
+    departments,
+)
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import codec
@@ -38,16 +53,24 @@ _department = (
 )
 _path = store_objects.PATH_PARENT_AND_MEMBER.subquery()
 # The booking whose event is the member (a bookings calendar's PUT or DELETE asks).
-_b, _i = bookings.c, calendar_instances.c
+_b, _i, _o = bookings.c, calendar_instances.c, calendar_objects.c
+_parent_calendar = select(_i.calendar_id).where(_i.path == bindparam("parent")).scalar_subquery()
 _booking = select(*store_bookings.ROW_COLUMNS).where(
-    _b.booking_calendar_id == select(_i.calendar_id).where(_i.path == bindparam("parent")).scalar_subquery(),
+    _b.booking_calendar_id == _parent_calendar,
     _b.booking_href == bindparam("href"),
 ).subquery()
+# The sent UID in the parent calendar, and in any other (NULL: nothing sent).
+_UID = bindparam("uid", type_=Text)
+_uids = (
+    exists().where(_o.calendar_id == _parent_calendar, _o.uid == _UID).label("uid_here"),
+    exists().where(_o.uid == _UID, _o.calendar_id != _parent_calendar).label("uid_elsewhere"),
+)
 _STATEMENT = (
-    select(_newest, _department, _path, _booking)
+    select(*_uids, _newest, _department, _path, _booking)
     .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true()).outerjoin(_booking, true()))
 )
-_DEPARTMENT_AT = 1
+_NEWEST_AT = len(_uids)
+_DEPARTMENT_AT = _NEWEST_AT + 1
 _VIEWS_AT = _DEPARTMENT_AT + len(_DEPARTMENT_COLUMNS)
 _PATH_AT = _VIEWS_AT + len(store_views.COLUMNS)
 _BOOKING_AT = _PATH_AT + len(_path.c)
@@ -61,9 +84,10 @@ def get_path_and_member(
     ``department_id`` (None: none) in the same statement."""
     if codec.knows_newest(conn):  # not the transaction's first lookup
         return store_objects.get_path_and_member(conn, path, parent, href)
-    rows = conn.execute(_STATEMENT, {"path": path, "parent": parent, "href": href,
+    uid = _SENT_UID.get()
+    rows = conn.execute(_STATEMENT, {"path": path, "parent": parent, "href": href, "uid": uid,
                                      "department_id": department_id or ""}).all()
-    codec.remember_newest(conn, rows[0][0])
+    codec.remember_newest(conn, rows[0][_NEWEST_AT])
     if department_id is not None:
         found = rows[0][_DEPARTMENT_AT] is not None
         directory.remember_department(conn, department_id, directory.Department(
@@ -73,7 +97,38 @@ def get_path_and_member(
     at_path, at_parent = store_objects.remember_path_and_member(conn, path, parent, href, rows, at=_PATH_AT)
     if at_path is not None:
         return at_path, None, None
+    if uid is not None and at_parent is not None:
+        store_objects.remember_uid(conn, at_parent.calendar_id, uid, *map(bool, rows[0][:_NEWEST_AT]))
     if department_id is not None and at_parent is not None:
         store_bookings.remember_for_event(conn, at_parent.calendar_id, href, rows[0][_BOOKING_AT:])
     member = store_objects.get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
     return None, at_parent, member
+
+
+_SENT_UID: ContextVar[str | None] = ContextVar("servicehop_sent_uid", default=None)
+_FOLD = re.compile(rb"\r?\n[ \t]")
+_UID_LINE = re.compile(rb"^UID(?:;[^:\r\n]*)?:([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
+
+
+def sent_uid(body: bytes) -> str | None:
+    """The UID a PUT body names, if it names exactly one: a guess at what
+    Radicale's parser will read. It is only ever compared with what the
+    parser read, so a wrong guess costs the statement it was to save."""
+    uids = set(_UID_LINE.findall(_FOLD.sub(b"", body)))
+    if len(uids) != 1:
+        return None
+    try:
+        return uids.pop().decode()
+    except UnicodeDecodeError:
+        return None
+
+
+@contextmanager
+def sending(body: bytes) -> Iterator[None]:
+    """While the block runs (a PUT), the write's path lookup also reads
+    whether the UID ``body`` names is taken."""
+    token = _SENT_UID.set(sent_uid(body))
+    try:
+        yield
+    finally:
+        _SENT_UID.reset(token)
