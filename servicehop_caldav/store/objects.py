@@ -10,15 +10,18 @@ from sqlalchemy import (
     BindParameter,
     Connection,
     Select,
+    Text,
     and_,
     bindparam,
     delete,
     exists,
+    func,
     insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import TupleResult
 
 from servicehop_caldav.db import memo
@@ -172,9 +175,23 @@ def remember_path_and_member(
     return at_path, at_parent
 
 
+# PostgreSQL: the hrefs in one array parameter, each looked up by the
+# (calendar_id, href) index. A multiget's IN list of as many parameters is
+# prepared once it repeats (psycopg's fifth run), and PostgreSQL's generic
+# plan for it may read the calendar's every row by calendar_id and test
+# each against the list: a 100-href multiget cost in proportion to the
+# calendar (seen: 1.5 ms, then 4 ms at 1,000 events).
+_WANTED = func.unnest(bindparam("hrefs", type_=ARRAY(Text))).table_valued("href").render_derived("wanted")
+_BY_HREFS = select(*_COLUMNS).select_from(_WANTED.join(calendar_objects, and_(
+    _o.calendar_id == bindparam("calendar_id"), _o.href == _WANTED.c.href)))
+
+
 def get_objects(conn: Connection, calendar_id: int, hrefs: Iterable[str]) -> dict[str, StoredObject]:
     wanted = list(dict.fromkeys(hrefs))
     found: dict[str, StoredObject] = {}
+    if conn.dialect.name == "postgresql":
+        params: dict[str, object] = {"calendar_id": calendar_id, "hrefs": wanted}
+        return {obj.href: obj for obj in _rows(conn, _BY_HREFS, params)} if wanted else found
     for i in range(0, len(wanted), _IN_CHUNK):
         query = select(*_COLUMNS).where(
             _o.calendar_id == calendar_id, _o.href.in_(wanted[i : i + _IN_CHUNK])
