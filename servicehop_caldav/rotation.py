@@ -36,7 +36,7 @@ from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.migrate import ensure_schema
 from servicehop_caldav.db.schema import calendar_objects, key_checks, users
-from servicehop_caldav.directory.store import personal_values
+from servicehop_caldav.directory.store import forget_people, personal_values
 from servicehop_caldav.keyfile import load_keys, new_key, write_key_file
 from servicehop_caldav.store import codec
 from servicehop_caldav.store.keycheck import bind_keyring
@@ -112,6 +112,7 @@ def _users_batch(conn: Connection, keyring: Keyring, after: int, limit: int) -> 
             keyring, plain["name"] or "", plain["email"] or "", plain["address"], plain["phone"]
         )
         conn.execute(update(users).where(u.id == row.id).values(**values))
+    forget_people(conn)
     return len(rows), rows[-1].id if rows else after
 
 

@@ -3,8 +3,8 @@
 Each statement on PostgreSQL is a round trip, and a booking PUT made 35 of
 them before issue 5's work. This pins what was merged: the UID checks, the
 booking row with its audit entry, the key and the department (with where
-its views are) and the event's booking with the path, the staff with their
-assignments calendars. A change that splits one of them
+its views are), the event's booking and the recipient with the path, the
+staff with their assignments calendars. A change that splits one of them
 again fails here."""
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def test_a_new_booking_merges_its_reads_and_writes(world: BookingWorld) -> None:
     assert len(reading("INSERT INTO bookings")) == 1
     if world.db.backend == "postgresql":
         assert reading("INSERT INTO bookings")[0].startswith("WITH booking AS")  # with its audit entry
+    # The recipient with their roles, read with the path too.
+    assert [s for s in put if s.startswith("SELECT users.id, users.username, users.password_hash")] == []
+    assert "user_roles.weekly_minutes" in reading("max(key_checks")[0]
     staff = reading("FROM users", "user_roles.role =")
     assert len(staff) == 1 and "calendar_instances" in staff[0]  # with the assignments calendars
     assert [s for s in put if s.startswith("SELECT calendar_instances.") and "assignments" in s] == []

@@ -165,3 +165,31 @@ def test_a_uid_read_with_the_path_is_forgotten_once_an_object_is_written(db: Dat
         assert store_objects.has_uid(conn, parent.calendar_id, "u1") is True  # read again
         assert len(seen) == 1
         raise _Undo
+
+
+def test_the_recipient_read_with_the_path_is_the_one_read_until_the_directory_changes(db: Database) -> None:
+    path = f"{CALENDAR}/a.ics"
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        write_ahead.get_path_and_member(conn, path, CALENDAR, "a.ics", "demo", recipient="demo")
+        keyring = codec.keyring_of(conn)
+        assert keyring is not None
+        seen = recorded(db.engine)
+        person = directory.get_person(conn, keyring, "demo")
+        assert seen == [] and person is not None and person.username == "demo"
+        assert person.roles == directory.roles_of(conn, person.id) and person.name
+        # A new role and a disabled login are seen at once, in the same transaction.
+        directory.add_role(conn, person.id, "demo", "recipient", 90)
+        again = directory.get_person(conn, keyring, "demo")
+        assert again is not None and directory.Role("demo", "recipient", 90) in again.roles
+        assert again.roles == directory.roles_of(conn, person.id)
+        directory.set_disabled(conn, "demo", True)
+        disabled = directory.get_person(conn, keyring, "demo")
+        assert disabled is not None and disabled.disabled
+        raise _Undo
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        write_ahead.get_path_and_member(conn, path, CALENDAR, "a.ics", "demo", recipient="nobody")
+        keyring = codec.keyring_of(conn)
+        assert keyring is not None
+        seen = recorded(db.engine)
+        assert directory.get_person(conn, keyring, "nobody") is None and seen == []
+        raise _Undo

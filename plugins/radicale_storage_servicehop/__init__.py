@@ -51,6 +51,7 @@ from servicehop_caldav.desk.desk import (
     bookings_calendar,
     department_named,
     opening_calendar,
+    recipient_named_in,
     uid_in_calendar,
 )
 from servicehop_caldav.desk.settings import SettingsFile
@@ -582,7 +583,8 @@ class Storage(storage.BaseStorage):
                     # a write reads what it will need too (store.write_ahead).
                     if self.db.in_write():
                         instance, parent, obj = write_ahead.get_path_and_member(
-                            conn, sane_path, parent_path, href, department_named(parent_path))
+                            conn, sane_path, parent_path, href, department_named(parent_path),
+                            recipient_named_in(parent_path))
                     else:
                         instance, parent, obj = store_objects.get_path_and_member(
                             conn, sane_path, parent_path, href)

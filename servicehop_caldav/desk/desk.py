@@ -130,12 +130,21 @@ def opening_calendar(conn: Connection, path: str, calendar_id: int) -> str | Non
     return department.id
 
 
-def bookings_calendar(path: str, calendar_id: int) -> BookingsCalendar | None:
-    """The bookings calendar at ``path``, if that is what the path names."""
+def recipient_named_in(path: str) -> str | None:
+    """The owner of the bookings calendar ``path`` names, if it names one
+    (the recipient a booking there reads, with its path)."""
     parts = path.split("/")
     if len(parts) != 2 or not parts[1].startswith(KIND_PREFIX) or len(parts[1]) == len(KIND_PREFIX):
         return None
-    return BookingsCalendar(path, calendar_id, parts[0], parts[1][len(KIND_PREFIX) :])
+    return parts[0]
+
+
+def bookings_calendar(path: str, calendar_id: int) -> BookingsCalendar | None:
+    """The bookings calendar at ``path``, if that is what the path names."""
+    owner = recipient_named_in(path)
+    if owner is None:
+        return None
+    return BookingsCalendar(path, calendar_id, owner, path.split("/")[1][len(KIND_PREFIX) :])
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, true, update
@@ -170,6 +173,7 @@ def add_user(conn: Connection, keyring: Keyring, username: str, password: str, n
     if not password:
         raise DirectoryError("the password must not be empty")
     codec.check_current(conn, keyring)
+    forget_people(conn)
     try:
         return int(conn.execute(
             insert(users).values(
@@ -190,6 +194,7 @@ def add_role(conn: Connection, user_id: int, department_id: str, role: str,
         raise DirectoryError(f"no department {department_id!r}")
     if weekly_minutes is not None and (role != "recipient" or weekly_minutes < 0):
         raise DirectoryError("a weekly entitlement (minutes >= 0) belongs to a recipient role")
+    forget_people(conn)
     exists = conn.execute(select(user_roles.c.role).where(
         user_roles.c.user_id == user_id, user_roles.c.department_id == department_id,
         user_roles.c.role == role)).first()
@@ -248,6 +253,7 @@ def credentials_of(conn: Connection, username: str, ahead: Wanted | None = None)
 def set_password(conn: Connection, username: str, password: str) -> None:
     if not password:
         raise DirectoryError("the password must not be empty")
+    forget_people(conn)
     if not conn.execute(update(users).where(users.c.username == username)
                         .values(password_hash=hash_password(password))).rowcount:
         raise DirectoryError(f"no user {username!r}")
@@ -256,12 +262,14 @@ def set_password(conn: Connection, username: str, password: str) -> None:
 def upgrade_password_hash(conn: Connection, username: str, old_hash: str, new_hash: str) -> bool:
     """Replace ``old_hash`` by ``new_hash`` (the same password at today's
     cost), unless the password changed meanwhile; True if replaced."""
+    forget_people(conn)
     return bool(conn.execute(update(users).where(
         users.c.username == username, users.c.password_hash == old_hash,
     ).values(password_hash=new_hash)).rowcount)
 
 
 def set_disabled(conn: Connection, username: str, disabled: bool) -> None:
+    forget_people(conn)
     if not conn.execute(update(users).where(users.c.username == username)
                         .values(disabled=disabled)).rowcount:
         raise DirectoryError(f"no user {username!r}")
@@ -273,7 +281,7 @@ def roles_of(conn: Connection, user_id: int) -> tuple[Role, ...]:
     return tuple(Role(r.department_id, r.role, r.weekly_minutes) for r in rows)
 
 
-def _person(keyring: Keyring, row: Row, roles: tuple[Role, ...]) -> Person:
+def _person(keyring: Keyring, row: Any, roles: tuple[Role, ...]) -> Person:
     key_id = row.key_id
     return Person(
         id=row.id, username=row.username, disabled=bool(row.disabled),
@@ -288,21 +296,43 @@ def _person(keyring: Keyring, row: Row, roles: tuple[Role, ...]) -> Person:
 # Built once: every booking reads its recipient. One row per role (one row
 # with no role when there is none), in roles_of's order.
 _r = user_roles.c
-_PERSON = (
+PERSON = (
     select(users, _r.department_id.label("role_department"), _r.role, _r.weekly_minutes)
     .select_from(users.outerjoin(user_roles, _r.user_id == users.c.id))
     .where(users.c.username == bindparam("username"))
     .order_by(_r.department_id, _r.role)
 )
+_PERSON_NAMES = tuple(c.name for c in PERSON.selected_columns)
+# Memo kind: username -> the rows of PERSON read for them (empty: no such
+# user), not decrypted yet. Every write of users or roles here forgets it.
+_PEOPLE = "people"
+
+
+def forget_people(conn: Connection) -> None:
+    """Drop what this transaction read of people (a write of users or roles)."""
+    memo.forget(conn, _PEOPLE)
+
+
+def remember_person(conn: Connection, username: str, rows: Sequence[Sequence[Any]], at: int = 0) -> None:
+    """Note what another module's statement read of ``username``: the
+    columns of :data:`PERSON` from ``at`` on in each of ``rows`` (rows
+    whose user id is NULL, from an outer join, are none; a repeated row,
+    from a join with more rows, counts once)."""
+    width = len(_PERSON_NAMES)
+    found = dict.fromkeys(tuple(row[at:at + width]) for row in rows if row[at] is not None)
+    memo.memo(conn, _PEOPLE)[username] = tuple(found)
 
 
 def get_person(conn: Connection, keyring: Keyring, username: str) -> Person | None:
-    """The user and their roles, in one statement."""
-    rows = conn.execute(_PERSON, {"username": username}).all()
+    """The user and their roles, in one statement (none when another
+    module's statement read them in this transaction)."""
+    rows = memo.once(conn, _PEOPLE, username, lambda: tuple(
+        tuple(row) for row in conn.execute(PERSON, {"username": username})))
     if not rows:
         return None
-    roles = tuple(Role(r.role_department, r.role, r.weekly_minutes) for r in rows if r.role is not None)
-    return _person(keyring, rows[0], roles)
+    named = [SimpleNamespace(**dict(zip(_PERSON_NAMES, row, strict=True))) for row in rows]
+    roles = sorted({(r.role_department, r.role, r.weekly_minutes) for r in named if r.role is not None})
+    return _person(keyring, named[0], tuple(Role(*role) for role in roles))
 
 
 def list_people(conn: Connection, keyring: Keyring, department_id: str | None = None) -> list[Person]:

@@ -65,29 +65,37 @@ _uids = (
     exists().where(_o.calendar_id == _parent_calendar, _o.uid == _UID).label("uid_here"),
     exists().where(_o.uid == _UID, _o.calendar_id != _parent_calendar).label("uid_elsewhere"),
 )
+# The recipient whose bookings calendar it is, with their roles (a row each).
+_person = directory.PERSON.subquery()
 _STATEMENT = (
-    select(*_uids, _newest, _department, _path, _booking)
-    .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true()).outerjoin(_booking, true()))
+    select(*_uids, _newest, _department, _path, _booking, _person)
+    .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true())
+                 .outerjoin(_booking, true()).outerjoin(_person, true()))
 )
 _NEWEST_AT = len(_uids)
 _DEPARTMENT_AT = _NEWEST_AT + 1
 _VIEWS_AT = _DEPARTMENT_AT + len(_DEPARTMENT_COLUMNS)
 _PATH_AT = _VIEWS_AT + len(store_views.COLUMNS)
 _BOOKING_AT = _PATH_AT + len(_path.c)
+_PERSON_AT = _BOOKING_AT + len(_booking.c)
 
 
 def get_path_and_member(
     conn: Connection, path: str, parent: str, href: str, department_id: str | None,
+    recipient: str | None = None,
 ) -> tuple[Instance | None, Instance | None, StoredObject | None]:
     """:func:`store_objects.get_path_and_member`, in a write transaction
     holding the lock; its first lookup reads the newest key and department
-    ``department_id`` (None: none) in the same statement."""
+    ``department_id`` (None: none) and user ``recipient`` (the owner of a
+    bookings calendar; None: nobody) in the same statement."""
     if codec.knows_newest(conn):  # not the transaction's first lookup
         return store_objects.get_path_and_member(conn, path, parent, href)
     uid = _SENT_UID.get()
     rows = conn.execute(_STATEMENT, {"path": path, "parent": parent, "href": href, "uid": uid,
-                                     "department_id": department_id or ""}).all()
+                                     "department_id": department_id or "", "username": recipient}).all()
     codec.remember_newest(conn, rows[0][_NEWEST_AT])
+    if recipient is not None:
+        directory.remember_person(conn, recipient, rows, at=_PERSON_AT)
     if department_id is not None:
         found = rows[0][_DEPARTMENT_AT] is not None
         directory.remember_department(conn, department_id, directory.Department(
@@ -100,7 +108,7 @@ def get_path_and_member(
     if uid is not None and at_parent is not None:
         store_objects.remember_uid(conn, at_parent.calendar_id, uid, *map(bool, rows[0][:_NEWEST_AT]))
     if department_id is not None and at_parent is not None:
-        store_bookings.remember_for_event(conn, at_parent.calendar_id, href, rows[0][_BOOKING_AT:])
+        store_bookings.remember_for_event(conn, at_parent.calendar_id, href, rows[0][_BOOKING_AT:_PERSON_AT])
     member = store_objects.get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
     return None, at_parent, member
 
