@@ -16,7 +16,9 @@ unless their plan is asked for:
 Here a calendar of some thousands of events (a tenth weekly recurring, as
 the benchmark's) is analysed, and each statement's custom and generic
 plans must find its rows by index: no plan reads a whole table, and none
-hashes the occurrences."""
+hashes the occurrences. So must a write's first statement, which reads
+the path, the member, the key, the department, the recipient and whether
+the sent UID is taken, in any calendar, at once (store/write_ahead.py)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from servicehop_caldav.db.engine import Database
 from servicehop_caldav.instance import Instance, init_instance
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store import write_ahead
 from servicehop_caldav.store.records import StoredObject
 from tests.conftest import make_database_url
 from tests.helpers.robust import vcalendar, vevent
@@ -70,7 +73,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Databas
         drop()
 
 
-_TYPES = {int: "bigint", str: "text", list: "text[]"}
+_TYPES = {int: "bigint", str: "text", list: "text[]", type(None): "text"}
 
 
 def _sent(db: Database, read: Callable[[Connection], object]) -> tuple[str, dict[str, Any]]:
@@ -154,3 +157,25 @@ def test_a_multiget_reads_each_href_by_its_index(analysed: tuple[Database, int])
     plan = _plans(db, statement, params)["force_generic_plan"]
     assert "uq_objects_href" in plan and "ix_objects_uid" not in plan, plan
     assert "Seq Scan on calendar_objects" not in plan, plan
+
+
+def test_a_writes_first_statement_reads_the_calendar_by_index(analysed: tuple[Database, int]) -> None:
+    db, _calendar_id = analysed
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def record(_c: Connection, _cur: object, statement: str, parameters: dict[str, Any], *_: object) -> None:
+        sent.append((statement, parameters))
+
+    with db.transaction("w") as conn, write_ahead.sending(vcalendar(vevent("ev-7", FIRST)).encode()):
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            _, parent, member = write_ahead.get_path_and_member(
+                conn, f"{CALENDAR}/ev-7.ics", CALENDAR, "ev-7.ics", "demo", recipient="demo")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        assert parent is not None and member is not None and "UID:ev-7" in member.text
+        assert store_objects.has_uid(conn, parent.calendar_id, "ev-7")
+    statement, params = next((s, p) for s, p in sent if "max(key_checks.key_id)" in s)
+    for mode, plan in _plans(db, statement, params).items():
+        assert "Seq Scan on calendar_objects" not in plan, (mode, plan)
+        assert "Seq Scan on calendar_occurrences" not in plan, (mode, plan)
