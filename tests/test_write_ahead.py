@@ -7,6 +7,7 @@ department's calendar then asks neither on its own."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,10 @@ def test_department_named_reads_department_calendars_only() -> None:
     assert department_named("rita/opening-x/y") is None
 
 
-def test_a_put_into_a_department_calendar_reads_key_and_department_with_its_path(
-    tmp_path: Path, database_url: str,
-) -> None:
+@contextmanager
+def _logged_in(tmp_path: Path, database_url: str) -> Iterator[tuple[str, requests.Session, list[str]]]:
+    """A server of a new instance, the demo admin's session logged in, and
+    the statements sent from then on."""
     created = init_instance(tmp_path / "instance", database_url)
     server = start_instance_server(created.instance.home)
     try:
@@ -55,15 +57,21 @@ def test_a_put_into_a_department_calendar_reads_key_and_department_with_its_path
         session.auth = (created.user, created.password)
         # The first login verifies the password and provisions: reads of its own.
         assert session.request("PROPFIND", f"{server.url}/{CALENDAR}/").status_code == 207
-        seen = recorded(Database.shared(database_url).engine)
-        r = session.put(f"{server.url}/{CALENDAR}/a.ics", data=event("a"), headers=ICS)
+        yield f"{server.url}/{CALENDAR}", session, recorded(Database.shared(database_url).engine)
+    finally:
+        server.stop()
+
+
+def test_a_put_into_a_department_calendar_reads_key_and_department_with_its_path(
+    tmp_path: Path, database_url: str,
+) -> None:
+    with _logged_in(tmp_path, database_url) as (calendar, session, seen):
+        r = session.put(f"{calendar}/a.ics", data=event("a"), headers=ICS)
         assert r.status_code == 201
         assert _alone(seen, "key_checks") == [] and _alone(seen, "departments") == []
         lookups = [s for s in seen if "max(key_checks.key_id)" in s]
         assert len(lookups) == 1 and "departments" in lookups[0] and "calendar_objects" in lookups[0]
-        assert session.get(f"{server.url}/{CALENDAR}/a.ics").status_code == 200
-    finally:
-        server.stop()
+        assert session.get(f"{calendar}/a.ics").status_code == 200
 
 
 @pytest.fixture
@@ -119,36 +127,27 @@ def _alarmed(uid: str) -> str:
 def test_a_new_objects_uid_check_is_read_with_its_path_and_still_refuses_a_taken_uid(
     tmp_path: Path, database_url: str,
 ) -> None:
-    created = init_instance(tmp_path / "instance", database_url)
-    server = start_instance_server(created.instance.home)
-    try:
-        session = requests.Session()
-        session.auth = (created.user, created.password)
-        assert session.request("PROPFIND", f"{server.url}/{CALENDAR}/").status_code == 207
-        seen = recorded(Database.shared(database_url).engine)
+    with _logged_in(tmp_path, database_url) as (calendar, session, seen):
 
         def separate_uid_checks() -> list[str]:
             return [s for s in seen if "calendar_objects.uid =" in s and "max(key_checks" not in s]
 
-        assert session.put(f"{server.url}/{CALENDAR}/a.ics", data=event("a"), headers=ICS).status_code == 201
+        assert session.put(f"{calendar}/a.ics", data=event("a"), headers=ICS).status_code == 201
         assert separate_uid_checks() == []
         assert len([s for s in seen if "max(key_checks.key_id)" in s and "calendar_objects.uid =" in s]) == 1
         # The same UID at another href: Radicale's no-uid-conflict, answered
         # from what the path lookup read, and nothing written.
         del seen[:]
-        r = session.put(f"{server.url}/{CALENDAR}/b.ics", data=event("a", "again"), headers=ICS)
+        r = session.put(f"{calendar}/b.ics", data=event("a", "again"), headers=ICS)
         assert r.status_code == 409 and b"no-uid-conflict" in r.content
         assert separate_uid_checks() == []
-        assert session.get(f"{server.url}/{CALENDAR}/b.ics").status_code == 404
+        assert session.get(f"{calendar}/b.ics").status_code == 404
         # No guess (two UIDs in the body): Radicale's own check reads it, with the same answer.
         del seen[:]
-        r = session.put(f"{server.url}/{CALENDAR}/c.ics", data=_alarmed("a"), headers=ICS)
+        r = session.put(f"{calendar}/c.ics", data=_alarmed("a"), headers=ICS)
         assert r.status_code == 409 and b"no-uid-conflict" in r.content
         assert len(separate_uid_checks()) == 1
-        r = session.put(f"{server.url}/{CALENDAR}/c.ics", data=_alarmed("c"), headers=ICS)
-        assert r.status_code == 201
-    finally:
-        server.stop()
+        assert session.put(f"{calendar}/c.ics", data=_alarmed("c"), headers=ICS).status_code == 201
 
 
 def test_a_uid_read_with_the_path_is_forgotten_once_an_object_is_written(db: Database) -> None:

@@ -2,11 +2,12 @@
 
 A write transaction (a PUT, a DELETE) takes the write lock, then looks its
 request path up (Radicale's ``discover``). Before it writes anything it
-reads two more things: the newest key (``codec.check_current``: nothing is
+reads more: the newest key (``codec.check_current``: nothing is
 written under a key a rotation has retired) and, for the calendars of a
 department (its opening calendar, a recipient's bookings calendar), the
 department, with where its computed views are (a booking updates them),
-and the booking whose event the request names. A PUT of a new object
+and the booking whose event the request names; for a bookings calendar,
+its recipient with their roles (a booking reads them). A PUT of a new object
 also asks whether its UID is taken (Radicale's no-uid-conflict check, and
 for a bookings calendar whether another calendar holds it): the UID the
 body names is read ahead of Radicale's parser (:func:`sending`), and the
