@@ -73,7 +73,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Databas
         drop()
 
 
-_TYPES = {int: "bigint", str: "text", list: "text[]", type(None): "text"}
+_TYPES = {int: "bigint", str: "text", list: "text[]"}
 
 
 def _sent(db: Database, read: Callable[[Connection], object]) -> tuple[str, dict[str, Any]]:
