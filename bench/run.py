@@ -5,10 +5,12 @@ Usage::
     .venv/bin/python -m bench [--sizes 1000,10000] [--servers stock,xandikos,sqlite,postgres]
                               [--json OUT] [--smoke] [--reps N] [--budget SECONDS] ...
 
-For each calendar size, each server is started as a subprocess with fresh data
-holding a calendar of that many events (~10 % weekly recurring), the same
-workloads run against it over persistent HTTP connections, every answer is
-checked, and its peak RSS is read before it stops. Then, for servicehop only,
+For each calendar size, every server is started as a subprocess with fresh
+data holding a calendar of that many events (~10 % weekly recurring); the same
+workloads run against them over persistent HTTP connections, each operation
+on every server in turn, round after round (the machine's pace drifts within
+a run more than many differences measured); every answer is checked, and each
+server's peak RSS is read before it stops. Then, for servicehop only,
 the booking path runs against a fresh instance whose department already holds
 2,000 bookings (booking PUT, 20 recipients racing for one hour, and a
 recipient's availability view: the 14-day GET and a one-day query, beside the
@@ -120,7 +122,8 @@ def _interleaved_get(alive: dict[str, workloads.Target], phase: dict[str, Any], 
     for target in alive.values():
         target.server.wait_idle()
     started = time.monotonic()
-    outcomes = workloads.op_get_interleaved(alive, budget)
+    outcomes = workloads.interleaved(
+        workloads.GET, {name: workloads.get_step(target) for name, target in alive.items()}, budget)
     log(f"  {workloads.GET}, interleaved  [{time.monotonic() - started:.1f} s]")
     for name, outcome in outcomes.items():
         phase["results"][name][workloads.GET] = outcome
@@ -167,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "seeding": {}}
             calendar[size] = phase
             prepare: servers.Prepare | None = None
-            # Each server stays up after its workloads for the interleaved GET.
+            # Every server of the size is up at once: each operation is timed on all of
+            # them in turn (workloads.interleaved), and they stay up for the GET.
             alive: dict[str, workloads.Target] = {}
             try:
                 for name in chosen:
@@ -191,13 +195,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               random.Random(f"{args.seed}-{size}"))
                     alive[name] = target
                     try:
-                        phase["results"][name] = workloads.run_calendar_workloads(
-                            target, budget, args.writers, args.writer_events, log)
+                        seconds = workloads.warm_up(target)
+                        log(f"    warm-up PROPFIND {seconds:.1f} s, then idle after "
+                            f"{running.wait_idle():.1f} s")
                     except Exception as e:  # noqa: BLE001 - reported as a failure of every operation
-                        log(f"    aborted: {type(e).__name__}: {e}")
+                        log(f"    warm-up failed: {type(e).__name__}: {e}")
                         phase["results"][name] = _failed_everywhere(
                             workloads.CALENDAR_OPERATIONS, f"{type(e).__name__}: {e}")
                         _stop(alive.pop(name), folder)
+                if alive:
+                    for target in alive.values():
+                        target.server.wait_idle()
+                    try:
+                        for name, outcomes in workloads.run_calendar_workloads(
+                                alive, budget, args.writers, args.writer_events, log).items():
+                            phase["results"][name] = outcomes
+                    except Exception as e:  # noqa: BLE001 - reported as a failure of every operation
+                        log(f"    aborted: {type(e).__name__}: {e}")
+                        for name in list(alive):
+                            phase["results"][name] = _failed_everywhere(
+                                workloads.CALENDAR_OPERATIONS, f"{type(e).__name__}: {e}")
+                            _stop(alive.pop(name), root / f"size-{size}")
                 _interleaved_get(alive, phase, Budget(args.get_reps, budget.seconds, budget.min_reps))
                 for name, target in alive.items():
                     phase["memory"][name] = target.server.memory_kib()
@@ -276,13 +294,14 @@ def _calendar_rows(writers: int) -> list[tuple[str, str, str]]:
 
 
 CONDITIONS = [
-    "  every server a subprocess on 127.0.0.1, run one after the other, fresh data each; persistent "
+    "  every server a subprocess on 127.0.0.1, fresh data each, all of one size up at once; persistent "
     "connections (requests.Session), one untimed PROPFIND before timing, then a wait until the server "
     "is idle (under 5 % of a core for 0.5 s: start-up work such as servicehop's first upkeep pass "
     "done); reads get one untimed warm-up",
-    "  the GET of one event is timed last, with every server of the size still up (each idle first): "
-    "one GET on each in turn, round after round, the order rotating, so each server's GETs share "
-    "the seconds of its peers' (the machine's pace drifts more within a run than a GET differs)",
+    "  each timed operation runs on every server in turn, round after round, the order rotating, each "
+    "server time-boxed on its own, so each server's figures share the seconds of its peers' (the "
+    "machine's pace drifts more within a run than many of the differences measured); the concurrent "
+    "writers run on one server after another; the GET of one event is timed last (each server idle first)",
     "  connections: every client keeps its connection open (requests.Session); stock Radicale's server "
     "answers HTTP/1.0 and closes each one after one answer (so its client connects anew for each request), "
     "Xandikos and servicehop keep them open",

@@ -258,49 +258,73 @@ def warm_up(target: Target) -> float:
     return time.perf_counter() - started
 
 
-def op_get_interleaved(targets: Mapping[str, Target], budget: Budget) -> dict[str, Outcome]:
-    """The GET of one event on every server in turn, round after round, the
-    order rotating each round: each server's figures come from the same
-    seconds as its peers'. A GET takes a few milliseconds, and this machine
-    changes pace by a third and more within a run, more than the differences
-    measured; timed one server after another, minutes apart, the ratio
-    measured the machine. A server whose answer is wrong is left out of the
-    rounds that follow (its outcome fails)."""
-    steps = {name: _get_step(target) for name, target in targets.items()}
-    outcomes = {name: Outcome(GET) for name in targets}
+Step = Callable[[int], float]
+"""One timed repetition of an operation on one server (its number; -1 is the
+untimed warm-up): milliseconds, or CheckFailed when an answer is wrong."""
+
+
+def interleaved(
+    op: str, steps: Mapping[str, Step], budget: Budget, warm_up: bool = True,
+    settle: Callable[[str], object] | None = None,
+) -> dict[str, Outcome]:
+    """``op`` on every server in turn, round after round, the order rotating
+    each round: each server's figures come from the same seconds as its
+    peers'. This machine changes pace by a third and more within a run (a
+    fixed loop of Python took 155 to 324 ms from one ten seconds to the
+    next), more than many of the differences measured; timed one server
+    after another, minutes apart, a ratio measured the machine as much as
+    the servers. Each server is time-boxed on its own (its steps' time past
+    ``budget.seconds`` once ``budget.min_reps`` are done), so a slow peer
+    does fewer rounds and the others go on. A server whose answer is wrong
+    is left out of the rounds that follow (its outcome fails). ``settle``,
+    given the server that answered last, waits until it is idle again (a
+    server may go on working after its answer: ending the connection's
+    thread, freeing a large answer), so no step is timed beside a peer's
+    left-over work."""
+    outcomes = {name: Outcome(op) for name in steps}
+    spent = dict.fromkeys(steps, 0.0)
     live = list(steps)
+    last: list[str] = []
 
     def run(name: str, i: int) -> None:
+        if settle is not None and last:
+            settle(last[0])
+        last[:] = [name]
+        started = time.monotonic()
         try:
-            ms = steps[name]()
+            ms = steps[name](i)
         except (CheckFailed, requests.RequestException) as e:
             outcomes[name].status, outcomes[name].detail = "fail", f"{type(e).__name__}: {e}"
             live.remove(name)
             return
+        finally:
+            spent[name] += time.monotonic() - started
         if i >= 0:
             outcomes[name].samples_ms.append(ms)
 
-    for name in list(live):
-        run(name, -1)  # the untimed warm-up
-    started = time.monotonic()
+    if warm_up:
+        for name in list(live):
+            run(name, -1)
+        spent = dict.fromkeys(steps, 0.0)
     for i in range(budget.reps):
-        if i >= budget.min_reps and time.monotonic() - started > budget.seconds * len(targets):
-            for name in live:
-                outcomes[name].detail = f"time-boxed: {i} of {budget.reps} rounds"
+        for name in [n for n in live if i >= budget.min_reps and spent[n] > budget.seconds]:
+            outcomes[name].detail = f"time-boxed: {i} of {budget.reps} repetitions in {budget.seconds:g} s"
+            live.remove(name)
+        if not live:
             break
-        shift = i % len(live) if live else 0
+        shift = i % len(live)
         for name in live[shift:] + live[:shift]:
             run(name, i)
     for outcome in outcomes.values():
-        if outcome.status == "ok":
-            detail = f"interleaved with {len(targets) - 1} peer(s), one GET each per round"
+        if outcome.status == "ok" and len(steps) > 1:
+            detail = f"interleaved with {len(steps) - 1} peer(s), one each per round"
             outcome.detail = f"{outcome.detail}; {detail}" if outcome.detail else detail
     return outcomes
 
 
-def _get_step(target: Target) -> Callable[[], float]:
+def get_step(target: Target) -> Step:
     """One timed GET of a random event of ``target``, its answer checked."""
-    def step() -> float:
+    def step(_i: int) -> float:
         event = target.rng.choice(target.events)
         ms, r = timed(target.session, "GET", target.url(event.href))
         expect(r, 200)
@@ -311,16 +335,16 @@ def _get_step(target: Target) -> Callable[[], float]:
     return step
 
 
-def op_propfind(target: Target, budget: Budget) -> Outcome:
+def propfind_step(target: Target) -> Step:
     def step(_i: int) -> float:
         ms, found = target.propfind_members()
         target.check_count(found, "PROPFIND depth 1")
         return ms
 
-    return measure(PROPFIND, budget, step, warm_up=True)
+    return step
 
 
-def op_query(target: Target, budget: Budget) -> Outcome:
+def query_step(target: Target) -> Step:
     body = calendar_query(QUERY_START, QUERY_END)
 
     def step(_i: int) -> float:
@@ -340,14 +364,10 @@ def op_query(target: Target, budget: Budget) -> Outcome:
             raise CheckFailed(f"week query: no calendar-data for {len(empty)} events")
         return ms
 
-    outcome = measure(QUERY, budget, step, warm_up=True)
-    if not outcome.failed:
-        expected = f"{len(target.week)} events expected"
-        outcome.detail = f"{outcome.detail}; {expected}" if outcome.detail else expected
-    return outcome
+    return step
 
 
-def op_multiget(target: Target, budget: Budget, count: int = 100) -> Outcome:
+def multiget_step(target: Target, count: int = 100) -> Step:
     def step(_i: int) -> float:
         chosen = target.rng.sample(target.events, min(count, len(target.events)))
         body = multiget([target.server.calendar + e.href for e in chosen])
@@ -364,7 +384,7 @@ def op_multiget(target: Target, budget: Budget, count: int = 100) -> Outcome:
             raise CheckFailed(f"multiget: wrong calendar-data for {len(wrong)} hrefs, e.g. {wrong[0]}")
         return ms
 
-    return measure(MULTIGET, budget, step, warm_up=True)
+    return step
 
 
 def _sync(target: Target, token: str) -> tuple[float, list[DavResponse], str]:
@@ -377,20 +397,20 @@ def _sync(target: Target, token: str) -> tuple[float, list[DavResponse], str]:
     return ms, members(responses, target.server.calendar), new_token
 
 
-def op_sync_initial(target: Target, budget: Budget) -> Outcome:
+def sync_initial_step(target: Target) -> Step:
     def step(_i: int) -> float:
         ms, found, token = _sync(target, "")
         target.check_count(found, "initial sync")
         target.sync_token = token
         return ms
 
-    return measure(SYNC_INITIAL, budget, step, warm_up=True)
+    return step
 
 
-def op_sync_change(target: Target, budget: Budget) -> Outcome:
+def sync_change_step(target: Target, reps: int) -> Step:
     """Change one event (untimed PUT, same times), then time the sync from
     the previous token: exactly that href must come back."""
-    changed = target.rng.sample(target.events, min(len(target.events), budget.reps + 1))
+    changed = target.rng.sample(target.events, min(len(target.events), reps + 1))
 
     def step(i: int) -> float:
         if not target.sync_token:
@@ -407,10 +427,10 @@ def op_sync_change(target: Target, budget: Budget) -> Outcome:
         target.sync_token = token
         return ms
 
-    return measure(SYNC_CHANGE, budget, step, warm_up=True)
+    return step
 
 
-def op_put(target: Target, budget: Budget) -> Outcome:
+def put_step(target: Target) -> Step:
     def step(i: int) -> float:
         href, text = new_event("put", i + 1)
         ms, r = timed(target.session, "PUT", target.url(href), data=text.encode(),
@@ -419,7 +439,8 @@ def op_put(target: Target, budget: Budget) -> Outcome:
         target.count += 1
         return ms
 
-    return measure(PUT, budget, step)
+    return step
+
 
 
 def op_writers(target: Target, writers: int, per_writer: int, seconds: float) -> Outcome:
@@ -482,29 +503,42 @@ def op_writers(target: Target, writers: int, per_writer: int, seconds: float) ->
 
 
 def run_calendar_workloads(
-    target: Target, budget: Budget, writers: int, per_writer: int, log: Callable[[str], None],
-) -> dict[str, Outcome]:
-    """Every calendar workload of one server but the GET, reads first, then
-    writes (the PUTs and the writers go into the full calendar). The GET is
-    timed afterwards, every server's in turn (:func:`op_get_interleaved`)."""
-    results: dict[str, Outcome] = {}
-    seconds = warm_up(target)
-    log(f"    warm-up PROPFIND {seconds:.1f} s, then idle after {target.server.wait_idle():.1f} s")
-    steps: list[tuple[str, Callable[[], Outcome]]] = [
-        (PROPFIND, lambda: op_propfind(target, budget)),
-        (QUERY, lambda: op_query(target, budget)),
-        (MULTIGET, lambda: op_multiget(target, budget)),
-        (SYNC_INITIAL, lambda: op_sync_initial(target, budget)),
-        (SYNC_CHANGE, lambda: op_sync_change(target, budget)),
-        (PUT, lambda: op_put(target, budget)),
-        (WRITERS, lambda: op_writers(target, writers, per_writer, budget.seconds)),
+    targets: Mapping[str, Target], budget: Budget, writers: int, per_writer: int,
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Outcome]]:
+    """Every calendar workload but the GET on every server, reads first, then
+    writes (the PUTs and the writers go into the full calendar). Each timed
+    operation runs on all servers interleaved (:func:`interleaved`); the
+    concurrent writers, a throughput over seconds, run on one server after
+    another. The GET is timed afterwards the same way."""
+    results: dict[str, dict[str, Outcome]] = {name: {} for name in targets}
+    timed_steps: list[tuple[str, Callable[[Target], Step], bool]] = [
+        (PROPFIND, propfind_step, True),
+        (QUERY, query_step, True),
+        (MULTIGET, multiget_step, True),
+        (SYNC_INITIAL, sync_initial_step, True),
+        (SYNC_CHANGE, lambda t: sync_change_step(t, budget.reps), True),
+        (PUT, put_step, False),
     ]
-    for name, run in steps:
+    for op, make, warm in timed_steps:
         started = time.monotonic()
-        outcome = run()
-        results[name] = outcome
-        log(f"    {name:<26} {summary(outcome)}  [{time.monotonic() - started:.1f} s]")
+        outcomes = interleaved(op, {name: make(t) for name, t in targets.items()}, budget, warm_up=warm,
+                               settle=lambda name: targets[name].server.wait_idle(quiet=0.05, share=0.1))
+        log(f"  {op}, interleaved  [{time.monotonic() - started:.1f} s]")
+        for name, outcome in outcomes.items():
+            if op == QUERY and not outcome.failed:
+                expected = f"{len(targets[name].week)} events expected"
+                outcome.detail = f"{outcome.detail}; {expected}" if outcome.detail else expected
+            results[name][op] = outcome
+            log(f"    {targets[name].server.label:<24} {summary(outcome)}")
+    log(f"  {WRITERS}, one server after another")
+    for name, target in targets.items():
+        started = time.monotonic()
+        outcome = op_writers(target, writers, per_writer, budget.seconds)
+        results[name][WRITERS] = outcome
+        log(f"    {target.server.label:<24} {summary(outcome)}  [{time.monotonic() - started:.1f} s]")
     return results
+
 
 
 def summary(outcome: Outcome) -> str:
