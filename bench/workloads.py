@@ -442,7 +442,6 @@ def put_step(target: Target) -> Step:
     return step
 
 
-
 def op_writers(target: Target, writers: int, per_writer: int, seconds: float) -> Outcome:
     """``writers`` sessions PUT new events at once; events/s over the wall time.
     Afterwards a PROPFIND must find every event that was answered 201."""
@@ -538,7 +537,6 @@ def run_calendar_workloads(
         results[name][WRITERS] = outcome
         log(f"    {target.server.label:<24} {summary(outcome)}  [{time.monotonic() - started:.1f} s]")
     return results
-
 
 
 def summary(outcome: Outcome) -> str:
