@@ -34,6 +34,26 @@ def _statements(db: Database) -> list[str]:
     return seen
 
 
+def test_requests_after_a_burst_run_on_the_connection_returned_last(db: Database) -> None:
+    """The pool is last in, first out: after a burst opened several
+    connections, one request after another runs on the one returned last
+    (awake, its statements prepared), not on each idle one in turn."""
+    burst = [db.engine.connect() for _ in range(4)]
+    drivers = [conn.connection.driver_connection for conn in burst]
+    assert len({id(d) for d in drivers}) == 4
+    for conn in burst:
+        conn.close()
+    used = []
+    for _ in range(6):
+        with db.request(), db.transaction("r") as conn:
+            assert store_collections.get_instance(conn, "nobody/cal") is None
+            used.append(conn.connection.driver_connection)
+        with db.transaction("w") as conn:
+            assert store_collections.get_instance(conn, "nobody/cal") is None
+            used.append(conn.connection.driver_connection)
+    assert all(d is drivers[-1] for d in used)
+
+
 def test_reads_of_a_request_share_one_transaction_and_a_write_commits_them(db: Database) -> None:
     with db.transaction("w") as conn:
         store_collections.create_instance(conn, "u/cal", {})
