@@ -31,9 +31,9 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 # The pool hands out the connection returned last (LIFO), not the one idle
 # longest: at the usual few requests at a time they all run on the same one
 # or two connections, whose PostgreSQL backends are awake and whose
-# statements are prepared and planned (psycopg prepares a statement on its
-# fifth run on a connection, and PostgreSQL plans its first five runs for
-# their parameters before it settles on one plan). First in, first out,
+# statements are prepared and planned (psycopg prepares a statement after
+# five runs on a connection, and PostgreSQL plans five runs more for their
+# parameters before it settles on one plan). First in, first out,
 # after a burst had opened ten connections every request ran on the one
 # idle longest, each of the ten cold in turn: 200 GETs of one event after
 # eight concurrent writers (the benchmark's order) took 4.84 ms at the
