@@ -2,7 +2,7 @@
 
 PostgreSQL plans with the table sizes it knows, and it plans a prepared
 statement once for every later run (its generic plan, which psycopg's
-statements get from their fifth run on). Two reads went wrong that way at
+statements, prepared from their second run, get some runs later). Two reads went wrong that way at
 the benchmark's 10,000 events, and neither shows with a test's few rows
 unless their plan is asked for:
 

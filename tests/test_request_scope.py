@@ -263,6 +263,10 @@ def test_a_postgresql_write_begins_and_takes_the_lock_in_one_round_trip(
 
     with db.transaction("w") as conn:
         instance = store_collections.create_instance(conn, "u/cal", {})
+        warm = store_collections.create_instance(conn, "u/warm", {})
+    for href in ("w1.ics", "w2.ics"):  # psycopg prepares a statement on its second run: a trip of its own
+        with db.transaction("w") as conn:
+            store_objects.put_object(conn, warm.calendar_id, href, _obj(href))
     trace_path = tmp_path / "trace"
     with trace_path.open("w") as trace_file, db.request(snapshot=False):
         with db.transaction("w") as conn:
@@ -290,3 +294,25 @@ def test_a_postgresql_write_begins_and_takes_the_lock_in_one_round_trip(
     assert not _lock_taken_elsewhere(db.url)
     with db.transaction("r") as conn:
         assert store_objects.all_hrefs(conn, instance.calendar_id) == ["a.ics", "b.ics"]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_postgresql_statement_is_prepared_on_its_second_run(db: Database) -> None:
+    """A statement's second run on a connection uses a server-side prepared
+    statement (parsed once, and on its way to one plan for all parameters),
+    not its sixth; a write's BEGIN_WRITE, two statements, is never prepared
+    and still works every time."""
+
+    def prepared(conn: Connection) -> list[str]:
+        return list(conn.exec_driver_sql(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'SELECT calendar_instances.%%'"
+        ).scalars())
+
+    with db.request(snapshot=False):
+        with db.transaction("r") as conn:
+            assert store_collections.get_instance(conn, "nobody/a") is None
+            assert prepared(conn) == []
+        for n in range(3):
+            with db.transaction("w") as conn:  # BEGIN_WRITE each time
+                assert store_collections.get_instance(conn, f"nobody/{n}") is None
+                assert len(prepared(conn)) == 1

@@ -177,7 +177,7 @@ def remember_path_and_member(
 
 # PostgreSQL: the hrefs in one array parameter, each looked up by the
 # (calendar_id, href) index. A multiget's IN list of as many parameters is
-# prepared once it repeats (psycopg's fifth run), and PostgreSQL's generic
+# prepared once it repeats (psycopg's second run), and PostgreSQL's generic
 # plan for it may read the calendar's every row by calendar_id and test
 # each against the list: a 100-href multiget cost in proportion to the
 # calendar (seen: 1.5 ms, then 4 ms at 1,000 events).
