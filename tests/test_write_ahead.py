@@ -6,6 +6,7 @@ department's calendar then asks neither on its own."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,15 +16,20 @@ import requests
 from radicale_storage_servicehop import object_of_text
 from sqlalchemy import insert
 
+from servicehop_caldav.booking.config import LONGEST_BOOKING
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.schema import key_checks
+from servicehop_caldav.desk.department import OCCURRENCE_MARGIN
 from servicehop_caldav.desk.desk import department_named
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.instance import Instance, init_instance
+from servicehop_caldav.store import bookings as store_bookings
 from servicehop_caldav.store import codec, write_ahead
+from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
+from servicehop_caldav.store.bookings import BookingRow
 from tests.conftest import start_instance_server
-from tests.helpers.robust import ICS, event
+from tests.helpers.robust import ICS, event, vcalendar, vevent
 from tests.helpers.statements import recorded
 
 CALENDAR = "demo/opening-demo"
@@ -191,4 +197,59 @@ def test_the_recipient_read_with_the_path_is_the_one_read_until_the_directory_ch
         assert keyring is not None
         seen = recorded(db.engine)
         assert directory.get_person(conn, keyring, "nobody") is None and seen == []
+        raise _Undo
+
+
+def _booking_at(db: Database, start: dt.datetime) -> None:
+    """A waiting booking row of the demo department starting at ``start``."""
+    with db.transaction("w") as conn:
+        parent = store_collections.get_instance(conn, CALENDAR)
+        user_id = directory.user_id_of(conn, "demo")
+        assert parent is not None and user_id is not None
+        at = int(start.timestamp())
+        store_bookings.insert_booking(conn, BookingRow(
+            id=f"b-{at}", department_id="demo", recipient_id=user_id, staff_id=None, start_ts=at,
+            end_ts=at + 3600, status="waiting", booking_calendar_id=parent.calendar_id,
+            booking_href=f"b-{at}.ics"))
+
+
+def test_an_opening_change_later_than_every_booking_looks_none_up(tmp_path: Path, database_url: str) -> None:
+    """The opening calendar's path lookup reads the department's latest
+    booking start: a change after it (the longest booking included) asks
+    the bookings nothing more; one before it still looks them up."""
+    booked = dt.datetime(2027, 6, 1, 9, tzinfo=dt.UTC)
+
+    def put(uid: str, start: dt.datetime) -> list[str]:
+        del seen[:]
+        r = session.put(f"{calendar}/{uid}.ics", data=vcalendar(vevent(uid, start)), headers=ICS)
+        assert r.status_code == 201, r.text
+        return _alone(seen, "bookings")
+
+    with _logged_in(tmp_path, database_url) as (calendar, session, seen):
+        assert put("none-booked", booked) == []
+        _booking_at(Database.shared(database_url), booked)
+        assert len(put("before", booked - dt.timedelta(days=30))) == 1
+        assert len(put("overlapping", booked + dt.timedelta(hours=23))) == 1
+        # The desk widens a change by a margin of its own (OCCURRENCE_MARGIN).
+        assert len(put("near", booked + LONGEST_BOOKING + OCCURRENCE_MARGIN - dt.timedelta(hours=1))) == 1
+        assert put("after", booked + LONGEST_BOOKING + OCCURRENCE_MARGIN) == []
+
+
+def test_the_latest_booking_start_read_with_the_path_is_forgotten_once_a_booking_is_written(
+    db: Database,
+) -> None:
+    at = int(dt.datetime(2027, 6, 1, 9, tzinfo=dt.UTC).timestamp())
+    longest = int(LONGEST_BOOKING.total_seconds())
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        assert not store_bookings.known_free_from(conn, "demo", 0)  # not read: unknown
+        write_ahead.get_path_and_member(conn, f"{CALENDAR}/a.ics", CALENDAR, "a.ics", "demo")
+        assert store_bookings.known_free_from(conn, "demo", 0)  # no booking at all
+        raise _Undo
+    _booking_at(db, dt.datetime.fromtimestamp(at, dt.UTC))
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        write_ahead.get_path_and_member(conn, f"{CALENDAR}/a.ics", CALENDAR, "a.ics", "demo")
+        assert not store_bookings.known_free_from(conn, "demo", at + longest - 1)
+        assert store_bookings.known_free_from(conn, "demo", at + longest)
+        _booking_at(db, dt.datetime.fromtimestamp(at + 10 * longest, dt.UTC))  # joins this transaction
+        assert not store_bookings.known_free_from(conn, "demo", at + longest)
         raise _Undo

@@ -261,7 +261,9 @@ class Desk:
         """Whether an opening change over ``affected`` (POSIX-second spans)
         can change the availability (today to the horizon's last day) or a
         booking that has not started (what :func:`redecide.redecide` would
-        decide again)."""
+        decide again). A change later than every booking, as a write's
+        path lookup read them (store.write_ahead), is answered without a
+        statement."""
         department = directory.get_department(conn, department_id)
         if department is None or not affected:
             return False
@@ -270,6 +272,8 @@ class Desk:
         first, last = days_span(*availability_days(now, zone, horizon), zone)
         if any(a < last and first < b for a, b in affected):
             return True
+        if store_bookings.known_free_from(conn, department_id, min(a for a, _ in affected)):
+            return False  # later than every booking: nothing to look up
         coming = store_bookings.find_bookings(
             conn, department_id, ("confirmed", "flagged"), starts_from=timestamp(now),
             overlapping=(min(a for a, _ in affected), max(b for _, b in affected)),

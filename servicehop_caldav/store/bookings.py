@@ -12,7 +12,20 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from servicehop_caldav.booking.config import LONGEST_BOOKING
 from servicehop_caldav.db import memo
@@ -84,7 +97,35 @@ def insert_booking(conn: Connection, booking: BookingRow) -> None:
 def forget_rows(conn: Connection) -> None:
     """Forget what this transaction remembers of booking rows: the caller
     writes one (with :data:`INSERT` in its own statement, store.audit)."""
-    memo.forget(conn, _FOR_EVENT_MEMO)
+    memo.forget(conn, _FOR_EVENT_MEMO, _LATEST_MEMO)
+
+
+# The latest start of any booking of department ``department_id`` (NULL:
+# none), for another module's statement to read along (store.write_ahead):
+# one step down the (department, start) index. No booking is longer than
+# LONGEST_BOOKING, so nothing from that long after it on overlaps a booking.
+LATEST_START: ScalarSelect[Any] = (
+    select(func.max(_b.start_ts)).where(_b.department_id == bindparam("department_id")).scalar_subquery()
+)
+# Memo kind: department id -> LATEST_START as read in this transaction.
+_LATEST_MEMO = "latest_booking_start"
+
+
+def remember_latest_start(conn: Connection, department_id: str, latest: int | None) -> None:
+    """Note what another module's statement read of :data:`LATEST_START`."""
+    memo.memo(conn, _LATEST_MEMO)[department_id] = latest
+
+
+def known_free_from(conn: Connection, department_id: str, moment: int) -> bool:
+    """Whether this transaction already knows that no booking of the
+    department, of any status, overlaps anything from ``moment`` on (its
+    latest start, read along with another statement, is at least
+    :data:`LONGEST_BOOKING` before). False when it does not know: then ask."""
+    known = memo.memo(conn, _LATEST_MEMO)
+    if department_id not in known:
+        return False
+    latest = known[department_id]
+    return latest is None or latest + _LONGEST <= moment
 
 
 def save_booking(conn: Connection, booking: BookingRow) -> None:

@@ -5,9 +5,11 @@ request path up (Radicale's ``discover``). Before it writes anything it
 reads more: the newest key (``codec.check_current``: nothing is
 written under a key a rotation has retired) and, for the calendars of a
 department (its opening calendar, a recipient's bookings calendar), the
-department, with where its computed views are (a booking updates them),
-and the booking whose event the request names; for a bookings calendar,
-its recipient with their roles (a booking reads them). A PUT of a new object
+department, with where its computed views are (a booking updates them)
+and the latest start of its bookings (a change of opening times later
+than that decides no booking again), and the booking whose event the
+request names; for a bookings calendar, its recipient with their roles
+(a booking reads them). A PUT of a new object
 also asks whether its UID is taken (Radicale's no-uid-conflict check, and
 for a bookings calendar whether another calendar holds it): the UID the
 body names is read ahead of Radicale's parser (:func:`sending`), and the
@@ -69,11 +71,13 @@ _uids = (
 # The recipient whose bookings calendar it is, with their roles (a row each).
 _person = directory.PERSON.subquery()
 _STATEMENT = (
-    select(*_uids, _newest, _department, _path, _booking, _person)
+    select(*_uids, store_bookings.LATEST_START.label("latest_booking_start"),
+           _newest, _department, _path, _booking, _person)
     .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true())
                  .outerjoin(_booking, true()).outerjoin(_person, true()))
 )
-_NEWEST_AT = len(_uids)
+_LATEST_AT = len(_uids)
+_NEWEST_AT = _LATEST_AT + 1
 _DEPARTMENT_AT = _NEWEST_AT + 1
 _VIEWS_AT = _DEPARTMENT_AT + len(_DEPARTMENT_COLUMNS)
 _PATH_AT = _VIEWS_AT + len(store_views.COLUMNS)
@@ -103,11 +107,12 @@ def get_path_and_member(
             *rows[0][_DEPARTMENT_AT:_VIEWS_AT]) if found else None)
         if found:
             store_views.remember_views(conn, department_id, rows[0][_VIEWS_AT:_PATH_AT])
+            store_bookings.remember_latest_start(conn, department_id, rows[0][_LATEST_AT])
     at_path, at_parent = store_objects.remember_path_and_member(conn, path, parent, href, rows, at=_PATH_AT)
     if at_path is not None:
         return at_path, None, None
     if uid is not None and at_parent is not None:
-        store_objects.remember_uid(conn, at_parent.calendar_id, uid, *map(bool, rows[0][:_NEWEST_AT]))
+        store_objects.remember_uid(conn, at_parent.calendar_id, uid, *map(bool, rows[0][:_LATEST_AT]))
     if department_id is not None and at_parent is not None:
         store_bookings.remember_for_event(conn, at_parent.calendar_id, href, rows[0][_BOOKING_AT:_PERSON_AT])
     member = store_objects.get_object(conn, at_parent.calendar_id, href) if at_parent is not None else None
