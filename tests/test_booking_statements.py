@@ -4,8 +4,9 @@ Each statement on PostgreSQL is a round trip, and a booking PUT made 35 of
 them before issue 5's work. This pins what was merged: the UID checks, the
 booking row with its audit entry, the key and the department (with where
 its views are), the event's booking and the recipient with the path, the
-staff with their assignments calendars. A change that splits one of them
-again fails here."""
+staff with their assignments calendars, the opening objects and the
+bookings around the request. A change that splits one of them again
+fails here."""
 
 from __future__ import annotations
 
@@ -59,4 +60,8 @@ def test_a_new_booking_merges_its_reads_and_writes(world: BookingWorld) -> None:
     staff = reading("FROM users", "user_roles.role =")
     assert len(staff) == 1 and "calendar_instances" in staff[0]  # with the assignments calendars
     assert [s for s in put if s.startswith("SELECT calendar_instances.") and "assignments" in s] == []
+    # The opening objects around the request and the bookings around it, in one statement.
+    around = reading("bookings.staff_id IS NOT NULL")
+    assert len(around) == 1 and "UNION ALL" in around[0] and "calendar_objects.etag" in around[0], put
+    assert [s for s in put if s.startswith("SELECT calendar_objects.href, calendar_objects.etag")] == []
     assert len(world.bookings(dept)) == 1 and len(world.audit(dept)) == 1

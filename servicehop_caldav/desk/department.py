@@ -26,6 +26,7 @@ from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.directory.store import Department, Member
 from servicehop_caldav.store import bookings as store_bookings
+from servicehop_caldav.store import decision_ahead
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.bookings import Span
 
@@ -90,10 +91,7 @@ def opening_windows(conn: Connection, data: DepartmentData, start: datetime, end
     calendar_id = data.department.opening_calendar_id
     if calendar_id is None:
         return []
-    first, last = start - OCCURRENCE_MARGIN, end + OCCURRENCE_MARGIN
-    found = store_objects.etags_in_range(
-        conn, calendar_id, "VEVENT", int(first.timestamp()), int(last.timestamp())
-    )
+    found = store_objects.etags_in_range(conn, calendar_id, _OPENING_COMPONENT, *_opening_range(start, end))
     if not found:
         return []
     staff = tuple(sorted((p.email, p.username) for p in data.staff.values()))
@@ -177,10 +175,43 @@ def bookings_for_decision(
     load) and the recipient's own overlapping ``own_span`` (overlap, weekly
     entitlement, continuity). Other recipients' past visits are not read."""
     rows = store_bookings.confirmed_spans(
-        conn, data.department.id, [(timestamp(a), timestamp(b) + 1) for a, b in spans],
-        recipient_id, (timestamp(own_span[0]), timestamp(own_span[1]) + 1),
+        conn, data.department.id, _booking_spans(spans), recipient_id, _booking_span(own_span),
     )
     return [as_booking(data, row) for row in rows]
+
+
+def read_for_decision(
+    conn: Connection,
+    data: DepartmentData,
+    span: tuple[datetime, datetime],
+    recipient_id: int,
+    own_span: tuple[datetime, datetime],
+) -> None:
+    """Read in one statement (store.decision_ahead) what
+    ``opening_windows(conn, data, *span)`` and
+    ``bookings_for_decision(conn, data, [span], recipient_id, own_span)``
+    will read; they then read nothing."""
+    calendar_id = data.department.opening_calendar_id
+    if calendar_id is None:
+        return
+    decision_ahead.read(conn, calendar_id, _OPENING_COMPONENT, *_opening_range(*span), data.department.id,
+                        _booking_spans([span]), recipient_id, _booking_span(own_span))
+
+
+_OPENING_COMPONENT = "VEVENT"
+
+
+def _opening_range(start: datetime, end: datetime) -> tuple[int, int]:
+    """The POSIX seconds of opening objects to read for windows in [start, end)."""
+    return int((start - OCCURRENCE_MARGIN).timestamp()), int((end + OCCURRENCE_MARGIN).timestamp())
+
+
+def _booking_spans(spans: list[tuple[datetime, datetime]]) -> list[tuple[int, int]]:
+    return [_booking_span(span) for span in spans]
+
+
+def _booking_span(span: tuple[datetime, datetime]) -> tuple[int, int]:
+    return timestamp(span[0]), timestamp(span[1]) + 1
 
 
 def timestamp(moment: datetime) -> int:

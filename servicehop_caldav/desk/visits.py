@@ -28,6 +28,7 @@ from servicehop_caldav.desk.department import (
     DepartmentData,
     bookings_for_decision,
     opening_windows,
+    read_for_decision,
     timestamp,
 )
 from servicehop_caldav.desk.views import MakeObject, ViewKeeper, put_if_changed, shaped
@@ -129,6 +130,7 @@ def consider(
     near = (min(day_start, interval.start - buffers) - timedelta(seconds=1),
             max(day_start + timedelta(days=1), interval.end + buffers) + timedelta(seconds=1))
     # The whole local day at least: the same windows the day's availability reads.
+    read_for_decision(conn, data, near, recipient_id, own)
     windows = opening_windows(conn, data, *near)
     bookings = bookings_for_decision(conn, data, [near], recipient_id, own)
     quick = decide(request, now=now, rules=rules, windows=windows, bookings=bookings,

@@ -97,7 +97,7 @@ def insert_booking(conn: Connection, booking: BookingRow) -> None:
 def forget_rows(conn: Connection) -> None:
     """Forget what this transaction remembers of booking rows: the caller
     writes one (with :data:`INSERT` in its own statement, store.audit)."""
-    memo.forget(conn, _FOR_EVENT_MEMO, _LATEST_MEMO)
+    memo.forget(conn, _FOR_EVENT_MEMO, _LATEST_MEMO, _SPANS_MEMO)
 
 
 # The latest start of any booking of department ``department_id`` (NULL:
@@ -256,18 +256,54 @@ def confirmed_spans(
     own = own_span if recipient_id is not None else None
     if not spans and own is None:
         return []
-    shape = (len(spans), own is not None)
+    key = _spans_key(department_id, spans, recipient_id, own)
+    known = memo.memo(conn, _SPANS_MEMO).get(key)
+    if known is not None:
+        return list(known)
+    query = spans_statement(len(spans), own is not None)
+    params = spans_params(department_id, spans, recipient_id, own)
+    found = [Span._make(row) for row in conn.execute(query, params)]
+    return sorted(found, key=lambda s: (s.start_ts, s.id))
+
+
+def spans_statement(spans: int, own: bool) -> Select:
+    """:func:`confirmed_spans`'s statement for ``spans`` spans (and the
+    recipient's own span), built once; parameters :func:`spans_params`."""
+    shape = (spans, own)
     query = _SPANS.get(shape)
     if query is None:
         query = _SPANS[shape] = _spans_query(*shape)
+    return query
+
+
+def spans_params(
+    department_id: str, spans: Sequence[tuple[int, int]], recipient_id: int | None,
+    own_span: tuple[int, int] | None,
+) -> dict[str, object]:
     params: dict[str, object] = {"department_id": department_id}
     for i, (start, end) in enumerate(spans):
         params[f"start{i}"], params[f"end{i}"], params[f"after{i}"] = start, end, start - _LONGEST
-    if own is not None:
-        params["recipient_id"], (params["own_start"], params["own_end"]) = recipient_id, own
-        params["own_after"] = own[0] - _LONGEST
-    found = [Span._make(row) for row in conn.execute(query, params)]
-    return sorted(found, key=lambda s: (s.start_ts, s.id))
+    if own_span is not None:
+        params["recipient_id"], (params["own_start"], params["own_end"]) = recipient_id, own_span
+        params["own_after"] = own_span[0] - _LONGEST
+    return params
+
+
+def _spans_key(
+    department_id: str, spans: Sequence[tuple[int, int]], recipient_id: int | None,
+    own_span: tuple[int, int] | None,
+) -> tuple[object, ...]:
+    return department_id, tuple(spans), recipient_id if own_span is not None else None, own_span
+
+
+def remember_spans(
+    conn: Connection, department_id: str, spans: Sequence[tuple[int, int]], recipient_id: int | None,
+    own_span: tuple[int, int] | None, rows: Sequence[Sequence[Any]],
+) -> None:
+    """Note what another module's statement read of :func:`confirmed_spans`
+    (rows of :func:`spans_statement`'s columns)."""
+    found = sorted((Span._make(row) for row in rows), key=lambda s: (s.start_ts, s.id))
+    memo.memo(conn, _SPANS_MEMO)[_spans_key(department_id, spans, recipient_id, own_span)] = found
 
 
 def _spans_query(spans: int, own: bool) -> Select:
@@ -287,6 +323,10 @@ def _spans_query(spans: int, own: bool) -> Select:
 
 # confirmed_spans' statements by shape, each built once: every decision runs one.
 _SPANS: dict[tuple[int, bool], Select] = {}
+# Memo kind: confirmed_spans' arguments -> its answer, read along with
+# another statement (store.decision_ahead); a write of any booking row
+# forgets them all.
+_SPANS_MEMO = "confirmed_spans"
 
 
 def own_spans(conn: Connection, department_id: str, recipient_id: int) -> list[tuple[int, int]]:

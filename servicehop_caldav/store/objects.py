@@ -107,10 +107,11 @@ def get_object(conn: Connection, calendar_id: int, href: str) -> StoredObject | 
 
 def _forget(conn: Connection, calendar_id: int, href: str) -> None:
     """Drop what this transaction read at ``href`` (it is being written),
-    and every UID it found or missed (the write may add or take one)."""
+    every UID it found or missed (the write may add or take one) and every
+    range's etags it was told of."""
     memo.memo(conn, _MEMO).pop((calendar_id, href), None)
     memo.memo(conn, _UNREAD).pop((calendar_id, href), None)
-    memo.forget(conn, _UIDS)
+    memo.forget(conn, _UIDS, _ETAGS)
 
 
 def remember_absent(conn: Connection, calendar_id: int, href: str) -> None:
@@ -248,6 +249,25 @@ _ETAGS_IN_RANGE = select(_o.href, _o.etag).where(
 _ETAGS_OF: dict[bool, Select[tuple[str, str]]] = {
     False: _ETAGS_IN_RANGE, True: _ETAGS_IN_RANGE.where(_o.component == bindparam("component")),
 }
+# Memo kind: (calendar_id, component, start, end) -> etags_in_range's answer,
+# read along with another statement (store.decision_ahead); a write of any
+# object forgets them all.
+_ETAGS = "etags_in_range"
+
+
+def etags_statement(component: bool) -> Select[tuple[str, str]]:
+    """:func:`etags_in_range`'s statement (parameters ``calendar_id``,
+    ``start``, ``end`` and, with ``component``, ``component``), for another
+    module's statement to read along."""
+    return _ETAGS_OF[component]
+
+
+def remember_etags(
+    conn: Connection, calendar_id: int, component: str | None, start: int, end: int,
+    found: Sequence[tuple[str, str]],
+) -> None:
+    """Note what another module's statement read of :func:`etags_in_range`."""
+    memo.memo(conn, _ETAGS)[(calendar_id, component, start, end)] = sorted(found)
 
 
 def etags_in_range(
@@ -256,6 +276,9 @@ def etags_in_range(
     """(href, etag) of the objects whose time range overlaps [start, end),
     without reading their data: enough to tell whether a kept result of
     reading them is still current."""
+    known = memo.memo(conn, _ETAGS).get((calendar_id, component, start, end))
+    if known is not None:
+        return list(known)
     query = _ETAGS_OF[component is not None]
     params = {"calendar_id": calendar_id, "start": start, "end": end, "component": component}
     return [(href, etag) for href, etag in conn.execute(query, params)]
