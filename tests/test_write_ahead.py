@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 from radicale_storage_servicehop import object_of_text
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from servicehop_caldav.booking.config import LONGEST_BOOKING
 from servicehop_caldav.db.engine import Database
@@ -252,4 +252,44 @@ def test_the_latest_booking_start_read_with_the_path_is_forgotten_once_a_booking
         assert store_bookings.known_free_from(conn, "demo", at + longest)
         _booking_at(db, dt.datetime.fromtimestamp(at + 10 * longest, dt.UTC))  # joins this transaction
         assert not store_bookings.known_free_from(conn, "demo", at + longest)
+        raise _Undo
+
+
+def test_the_staff_read_with_a_bookings_calendars_path_are_read_again_once_the_directory_changes(
+    db: Database,
+) -> None:
+    """On PostgreSQL a bookings calendar's write reads the department's
+    staff, with their assignments calendars, in its path lookup: the desk's
+    staff read then asks nothing, until a write of users or roles; another
+    calendar's write does not read them. On SQLite the desk reads them."""
+    with db.transaction("w") as conn:
+        user_id = directory.user_id_of(conn, "demo")
+        assert user_id is not None
+        directory.add_role(conn, user_id, "demo", directory.STAFF_ROLE)
+
+    def staff(conn: Connection) -> list[str]:
+        keyring = codec.keyring_of(conn)
+        assert keyring is not None
+        found = directory.enabled_members(conn, keyring, "demo", directory.STAFF_ROLE,
+                                          calendar=directory.STAFF_CALENDAR)
+        return [member.username for member in found]
+
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        write_ahead.get_path_and_member(conn, "demo/bookings-demo/a.ics", "demo/bookings-demo", "a.ics",
+                                        "demo", recipient="demo")
+        seen = recorded(db.engine)
+        ahead = db.backend == "postgresql"
+        assert staff(conn) == ["demo"] and len(seen) == (0 if ahead else 1)
+        del seen[:]
+        # Not provisioned yet (that is the first login's): known absent, read with the staff.
+        assert store_collections.get_instance(conn, f"demo/{directory.STAFF_CALENDAR}") is None
+        assert seen == []
+        directory.set_disabled(conn, "demo", True)
+        del seen[:]
+        assert staff(conn) == [] and len(seen) == 1
+        raise _Undo
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        write_ahead.get_path_and_member(conn, f"{CALENDAR}/a.ics", CALENDAR, "a.ics", "demo")
+        seen = recorded(db.engine)
+        assert staff(conn) == ["demo"] and len(seen) == 1
         raise _Undo

@@ -63,7 +63,7 @@ class DepartmentData:
 
 # Each staff member's calendar of visits, read with the staff (a booking
 # writes the visit into the chosen one's).
-ASSIGNMENTS = "assignments"
+ASSIGNMENTS = directory.STAFF_CALENDAR
 
 
 def load_department(
@@ -72,7 +72,8 @@ def load_department(
     department = directory.get_department(conn, department_id)
     if department is None:
         return None
-    staff = directory.enabled_members(conn, keyring, department_id, "staff", calendar=ASSIGNMENTS)
+    staff = directory.enabled_members(
+        conn, keyring, department_id, directory.STAFF_ROLE, calendar=ASSIGNMENTS)
     return DepartmentData(department, settings, {p.id: p for p in staff})
 
 

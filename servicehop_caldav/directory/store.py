@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, true, update
+from sqlalchemy import Connection, Row, Select, bindparam, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from servicehop_caldav.crypto import Keyring
@@ -310,7 +310,7 @@ _PEOPLE = "people"
 
 def forget_people(conn: Connection) -> None:
     """Drop what this transaction read of people (a write of users or roles)."""
-    memo.forget(conn, _PEOPLE)
+    memo.forget(conn, _PEOPLE, _MEMBERS)
 
 
 def remember_person(conn: Connection, username: str, rows: Sequence[Sequence[Any]], at: int = 0) -> None:
@@ -362,10 +362,9 @@ def enabled_members(
     name (``username/calendar``) is read in the same query and remembered
     for the transaction (a booking writes the visit into the assignments
     calendar of the one it chose)."""
-    if calendar is None:
-        rows = conn.execute(_ENABLED_MEMBERS, {"department_id": department_id, "role": role}).all()
-    else:
-        rows = conn.execute(_ENABLED_MEMBERS_WITH_CALENDAR,
+    rows = memo.memo(conn, _MEMBERS).get((department_id, role, calendar))
+    if rows is None:
+        rows = conn.execute(members_statement(calendar is not None),
                             {"department_id": department_id, "role": role, "calendar": calendar}).all()
     members = []
     for row in rows:
@@ -392,6 +391,27 @@ _ENABLED_MEMBERS_WITH_CALENDAR = (
     .select_from(store_collections.with_instance(
         users, calendar_instances.c.path == users.c.username + "/" + bindparam("calendar")))
 )
+# Memo kind: (department id, role, calendar) -> the rows of members_statement
+# read along with another statement (store.write_ahead), by username, not
+# decrypted yet. Every write of users or roles here forgets it.
+_MEMBERS = "members"
+STAFF_ROLE, STAFF_CALENDAR = "staff", "assignments"
+"""Whom a booking chooses among, with the calendar it writes the visit into."""
+
+
+def members_statement(calendar: bool) -> Select:
+    """:func:`enabled_members`' statement (parameters ``department_id``,
+    ``role`` and, with ``calendar``, ``calendar``), for another module's
+    statement to read along."""
+    return _ENABLED_MEMBERS_WITH_CALENDAR if calendar else _ENABLED_MEMBERS
+
+
+def remember_members(
+    conn: Connection, department_id: str, role: str, calendar: str | None, rows: Sequence[Sequence[Any]],
+) -> None:
+    """Note what another module's statement read of :func:`enabled_members`
+    (rows of :func:`members_statement`'s columns, in any order)."""
+    memo.memo(conn, _MEMBERS)[(department_id, role, calendar)] = sorted(rows, key=lambda row: row[1])
 
 
 def usernames_by_email(conn: Connection, keyring: Keyring, email: str) -> list[str]:

@@ -27,8 +27,22 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
-from sqlalchemy import Connection, Text, bindparam, exists, select, true
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    literal_column,
+    null,
+    select,
+    true,
+    union_all,
+)
 
 from servicehop_caldav.db.schema import (
     bookings,
@@ -39,7 +53,7 @@ from servicehop_caldav.db.schema import (
 )
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.store import bookings as store_bookings
-from servicehop_caldav.store import codec
+from servicehop_caldav.store import codec, one_trip
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store import views as store_views
 from servicehop_caldav.store.records import Instance, StoredObject
@@ -70,12 +84,27 @@ _uids = (
 )
 # The recipient whose bookings calendar it is, with their roles (a row each).
 _person = directory.PERSON.subquery()
-_STATEMENT = (
-    select(*_uids, store_bookings.LATEST_START.label("latest_booking_start"),
-           _newest, _department, _path, _booking, _person)
+_COLUMNS = select(*_uids, store_bookings.LATEST_START.label("latest_booking_start"),
+                  _newest, _department, _path, _booking, _person).selected_columns
+# On PostgreSQL, for a bookings calendar (whose PUT decides among them), the
+# department's staff with their assignments calendars: rows of their own,
+# tagged apart, each kind's columns NULL in the other's rows. Elsewhere the
+# write reads no staff, and on SQLite, where a statement is no round trip,
+# the larger statement cost more than the desk's own staff read.
+_staff = directory.members_statement(calendar=True).order_by(None).subquery()
+_WRITE, _STAFF = "w", "s"
+_WRITE_ROW = (
+    select(literal_column(f"'{_WRITE}'").label("kind"), *_COLUMNS,
+           *(cast(null(), c.type).label(f"staff_{c.name}") for c in _staff.c))
     .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true())
                  .outerjoin(_booking, true()).outerjoin(_person, true()))
 )
+_STATEMENTS: dict[bool, Select[Any] | CompoundSelect] = {  # with the staff or not
+    False: _WRITE_ROW,
+    True: union_all(_WRITE_ROW, select(literal_column(f"'{_STAFF}'"),
+                                       *(cast(null(), c.type) for c in _COLUMNS), *_staff.c)),
+}
+_STAFF_AT = 1 + len(_COLUMNS)  # in a row as read; the rest are positions in a row without its kind
 _LATEST_AT = len(_uids)
 _NEWEST_AT = _LATEST_AT + 1
 _DEPARTMENT_AT = _NEWEST_AT + 1
@@ -96,8 +125,12 @@ def get_path_and_member(
     if codec.knows_newest(conn):  # not the transaction's first lookup
         return store_objects.get_path_and_member(conn, path, parent, href)
     uid = _SENT_UID.get()
-    rows = conn.execute(_STATEMENT, {"path": path, "parent": parent, "href": href, "uid": uid,
-                                     "department_id": department_id or "", "username": recipient}).all()
+    with_staff = recipient is not None and department_id is not None and one_trip.in_one_trip(conn)
+    read = conn.execute(_STATEMENTS[with_staff], {
+        "path": path, "parent": parent, "href": href, "uid": uid, "department_id": department_id or "",
+        "username": recipient, "role": directory.STAFF_ROLE, "calendar": directory.STAFF_CALENDAR,
+    }).all()
+    rows = [row[1:_STAFF_AT] for row in read if row[0] == _WRITE]
     codec.remember_newest(conn, rows[0][_NEWEST_AT])
     if recipient is not None:
         directory.remember_person(conn, recipient, rows, at=_PERSON_AT)
@@ -108,6 +141,10 @@ def get_path_and_member(
         if found:
             store_views.remember_views(conn, department_id, rows[0][_VIEWS_AT:_PATH_AT])
             store_bookings.remember_latest_start(conn, department_id, rows[0][_LATEST_AT])
+            if with_staff:
+                staff = [row[_STAFF_AT:] for row in read if row[0] == _STAFF]
+                directory.remember_members(
+                    conn, department_id, directory.STAFF_ROLE, directory.STAFF_CALENDAR, staff)
     at_path, at_parent = store_objects.remember_path_and_member(conn, path, parent, href, rows, at=_PATH_AT)
     if at_path is not None:
         return at_path, None, None
