@@ -30,6 +30,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     CompoundSelect,
     Connection,
     Select,
@@ -93,16 +94,20 @@ _COLUMNS = select(*_uids, store_bookings.LATEST_START.label("latest_booking_star
 # the larger statement cost more than the desk's own staff read.
 _staff = directory.members_statement(calendar=True).order_by(None).subquery()
 _WRITE, _STAFF = "w", "s"
-_WRITE_ROW = (
-    select(literal_column(f"'{_WRITE}'").label("kind"), *_COLUMNS,
-           *(cast(null(), c.type).label(f"staff_{c.name}") for c in _staff.c))
-    .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true())
-                 .outerjoin(_booking, true()).outerjoin(_person, true()))
-)
+
+
+def _write_row(*staff_columns: ColumnElement[Any]) -> Select[Any]:
+    return (select(literal_column(f"'{_WRITE}'").label("kind"), *_COLUMNS, *staff_columns)
+            .select_from(_newest.outerjoin(_department, true()).outerjoin(_path, true())
+                         .outerjoin(_booking, true()).outerjoin(_person, true())))
+
+
 _STATEMENTS: dict[bool, Select[Any] | CompoundSelect] = {  # with the staff or not
-    False: _WRITE_ROW,
-    True: union_all(_WRITE_ROW, select(literal_column(f"'{_STAFF}'"),
-                                       *(cast(null(), c.type) for c in _COLUMNS), *_staff.c)),
+    False: _write_row(),
+    True: union_all(
+        _write_row(*(cast(null(), c.type).label(f"staff_{c.name}") for c in _staff.c)),
+        select(literal_column(f"'{_STAFF}'"), *(cast(null(), c.type) for c in _COLUMNS), *_staff.c),
+    ),
 }
 _STAFF_AT = 1 + len(_COLUMNS)  # in a row as read; the rest are positions in a row without its kind
 _LATEST_AT = len(_uids)
