@@ -9,7 +9,9 @@ department, with where its computed views are (a booking updates them)
 and the latest start of its bookings (a change of opening times later
 than that decides no booking again), and the booking whose event the
 request names; for a bookings calendar, its recipient with their roles
-(a booking reads them). A PUT of a new object
+(a booking reads them) and, on PostgreSQL, the department's staff with
+their assignments calendars (a booking chooses among them and writes the
+visit into the chosen one's). A PUT of a new object
 also asks whether its UID is taken (Radicale's no-uid-conflict check, and
 for a bookings calendar whether another calendar holds it): the UID the
 body names is read ahead of Radicale's parser (:func:`sending`), and the
