@@ -22,7 +22,7 @@ from typing import Any
 import radicale.server
 from radicale import config
 
-from servicehop_caldav import keepalive
+from servicehop_caldav import keepalive, vobject_fast
 from servicehop_caldav.app import Application
 
 
@@ -112,7 +112,11 @@ def serve(
     by the supervisor, instead of binding; ``listening`` is called once the
     first of them is in service (the worker's "ready"). One such call per
     process.
+
+    vobject's slowest functions are replaced by equivalents first
+    (:mod:`servicehop_caldav.vobject_fast`).
     """
+    vobject_fast.install()
     radicale.server.Application = Application  # type: ignore[misc]
     radicale.server.ParallelHTTPServer = _HTTPServer  # type: ignore[misc]
     radicale.server.ParallelHTTPSServer = _HTTPSServer  # type: ignore[misc]
