@@ -22,8 +22,8 @@ Taken only when every result comes out of the storage as Radicale would
 take it, without testing a filter:
 
 - calendar-query with a plain time-range (or none) on one component, which
-  the plugin decides exactly (``objects_matching_range``, the decision of
-  its ``get_filtered``): every result it yields must be fully matched;
+  the plugin decides exactly (``matches_in_range``, the decision of its
+  ``get_filtered``): every result it yields must be fully matched;
 - sync-collection, initial or from a token the collection accepts (a token
   it refuses is Radicale's 403), without ``DAV:limit``;
 - calendar-multiget whose hrefs all name members of the calendar.
@@ -261,14 +261,15 @@ def _query(root: ET.Element, collection: Collection, with_text: bool
         return None
     rows = []
     with collection._storage.reading() as conn:
-        for obj, matched in store_objects.objects_matching_range(
-            conn, collection._calendar_id or 0, tag, start, end
+        hidden = collection._hidden  # read in this snapshot, as get_filtered reads it
+        for href, etag, name, component, first, last, text, matched in store_objects.matches_in_range(
+            conn, collection._calendar_id or 0, tag, start, end, with_text
         ):
-            if not collection._visible(obj):
-                continue  # as get_filtered: never yielded
+            if hidden is not None and hidden(href, first, last):
+                continue  # as get_filtered (Collection._visible): never yielded
             if not matched:
                 return None  # Radicale's filter decides this one
-            rows.append(Row(obj.href, obj.etag, obj.name, obj.component, obj.text if with_text else None))
+            rows.append(Row(href, etag, name, component, text))
     return None, [], rows
 
 

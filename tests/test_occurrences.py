@@ -249,8 +249,16 @@ def _week(conn: Connection, calendar_id: int) -> dict[str, bool]:
     from servicehop_caldav.store import objects as store_objects
 
     start = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp())
-    return {obj.href: matched for obj, matched in
-            store_objects.objects_matching_range(conn, calendar_id, "VEVENT", start, start + 7 * 86400)}
+    end = start + 7 * 86400
+    found = list(store_objects.objects_matching_range(conn, calendar_id, "VEVENT", start, end))
+    # The REPORT's reading of the same statement gives the same answer.
+    assert list(store_objects.matches_in_range(conn, calendar_id, "VEVENT", start, end)) == [
+        (o.href, o.etag, o.name, o.component, o.first_occurrence, o.last_occurrence, o.text, matched)
+        for o, matched in found]
+    assert list(store_objects.matches_in_range(conn, calendar_id, "VEVENT", start, end, with_text=False)) == [
+        (o.href, o.etag, o.name, o.component, o.first_occurrence, o.last_occurrence, None, matched)
+        for o, matched in found]
+    return {obj.href: matched for obj, matched in found}
 
 
 def test_upgrade_from_version_4_then_fill_and_verify(database_url: str) -> None:

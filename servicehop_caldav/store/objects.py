@@ -333,11 +333,34 @@ def objects_matching_range(
     params = {"calendar_id": calendar_id, "component": component, "start": start, "end": end}
     for row in conn.execute(_MATCHING, params):
         obj = _stored(row, decode)
-        fully = start <= obj.first_occurrence or obj.last_occurrence <= end
-        # Radicale's comp_match also wants the item's name to be VCALENDAR.
-        until = row[_WIDTH]  # occurrences_until
-        known = until is not None and until > end
-        yield obj, fully or (known and obj.name == "VCALENDAR")
+        yield obj, _matched(obj.first_occurrence, obj.last_occurrence, row[_WIDTH], obj.name, start, end)
+
+
+def matches_in_range(
+    conn: Connection, calendar_id: int, component: str, start: int, end: int, with_text: bool = True
+) -> Iterator[tuple[str, str, str, str, int, int, str | None, bool]]:
+    """What :func:`objects_matching_range` finds, as the values a REPORT
+    writes: (href, etag, name, component, first occurrence, last
+    occurrence, text, certainly matched). No StoredObject per row (building
+    and dropping one was a tenth of a 545-event week query), and without
+    ``with_text`` nothing decrypted (text None)."""
+    decode = codec.decoder(conn)
+    params = {"calendar_id": calendar_id, "component": component, "start": start, "end": end}
+    for href, _uid, etag, name, kind, first, last, _modified, key_id, data, until in conn.execute(
+        _MATCHING, params
+    ):
+        text = decode(data, key_id) if with_text else None
+        yield href, etag, name, kind, first, last, text, _matched(first, last, until, name, start, end)
+
+
+def _matched(first: int, last: int, until: int | None, name: str, start: int, end: int) -> bool:
+    """Whether an object :data:`_MATCHING` found certainly matches
+    [start, end): Radicale's "fully matched" rule, or its recorded
+    occurrences reach past ``end`` (the statement found one in the range)."""
+    fully = start <= first or last <= end
+    known = until is not None and until > end
+    # Radicale's comp_match also wants the item's name to be VCALENDAR.
+    return fully or (known and name == "VCALENDAR")
 
 
 _START: BindParameter[int] = bindparam("start")
