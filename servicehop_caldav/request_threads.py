@@ -15,13 +15,20 @@ needed for :data:`IDLE_SECONDS`.
 
 Each job runs in a new, empty ``contextvars.Context``, as it would on a new
 thread: nothing a request sets in a context variable reaches the next one.
+
+Each waiting thread waits on a lock of its own, which a job's hand-over
+releases; the thread that waited least is handed the next job, so after a
+burst the threads it no longer needs are the ones whose waits run out.
+(A shared ``queue.SimpleQueue`` read with a timeout was used first: on
+CPython 3.11 its ``get(timeout=0.001)`` was seen to block for seconds with
+the queue empty when another thread took the job it had woken for, so an
+idle thread did not end.)
 """
 
 from __future__ import annotations
 
 import contextvars
 import itertools
-import queue
 import threading
 from collections.abc import Callable
 
@@ -31,26 +38,44 @@ IDLE_SECONDS = 60.0
 Job = Callable[[], None]
 
 
+class _Waiter:
+    """A waiting thread's hand-over point: ``wake`` is held until a job (or
+    None, to end) is put in ``job`` and it is released."""
+
+    __slots__ = ("job", "wake")
+
+    def __init__(self) -> None:
+        self.job: Job | None = None
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
 class RequestThreads:
     """Runs each job on a waiting thread, or on a new one when none waits."""
 
     def __init__(self, name: str = "servicehop-request", idle_seconds: float = IDLE_SECONDS) -> None:
         self._name = name
         self._idle_seconds = idle_seconds
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        # Threads waiting for a job, less the jobs handed to them and not
-        # yet taken: a waiting thread may end only while this is positive.
-        self._waiting = 0
+        # The threads waiting for a job, the one that began to wait last at
+        # the end. A waiter leaves the list only under the lock: taken by
+        # run() or close() (which then wake it) or, its wait over, by itself.
+        self._waiters: list[_Waiter] = []
         self._closed = False
         self._numbers = itertools.count(1)
+
+    def waiting(self) -> int:
+        """How many threads wait for a job now."""
+        with self._lock:
+            return len(self._waiters)
 
     def run(self, job: Job) -> None:
         """Run ``job`` on a thread of its own (a waiting one if there is one)."""
         with self._lock:
-            if self._waiting > 0 and not self._closed:
-                self._waiting -= 1
-                self._jobs.put(job)
+            if self._waiters and not self._closed:
+                waiter = self._waiters.pop()
+                waiter.job = job
+                waiter.wake.release()
                 return
             number = next(self._numbers)
         threading.Thread(target=self._serve, args=(job,), name=f"{self._name}-{number}",
@@ -61,30 +86,30 @@ class RequestThreads:
         Later jobs each get a thread that ends with them."""
         with self._lock:
             self._closed = True
-            leaving, self._waiting = self._waiting, 0
-        for _ in range(leaving):
-            self._jobs.put(None)
+            leaving, self._waiters = self._waiters, []
+        for waiter in leaving:
+            waiter.wake.release()  # its job is None: it ends
 
     def _serve(self, job: Job | None) -> None:
+        waiter = _Waiter()
         while job is not None:
             contextvars.Context().run(job)
             job = None  # not kept alive while waiting
-            job = self._next()
+            job = self._next(waiter)
 
-    def _next(self) -> Job | None:
+    def _next(self, waiter: _Waiter) -> Job | None:
         """The next job, or None when the thread is to end."""
         with self._lock:
             if self._closed:
                 return None
-            self._waiting += 1
-        while True:
-            try:
-                return self._jobs.get(timeout=self._idle_seconds)
-            except queue.Empty:
-                with self._lock:
-                    if self._waiting > 0:  # more threads wait than jobs were handed over
-                        self._waiting -= 1
-                        return None
-                # As many jobs were handed over as threads wait (one as this
-                # one gave up): one of them is for this thread, or, if another
-                # thread took it, the next one is.
+            self._waiters.append(waiter)
+        if not waiter.wake.acquire(timeout=self._idle_seconds):
+            with self._lock:
+                if waiter in self._waiters:  # nobody took it: it ends
+                    self._waiters.remove(waiter)
+                    return None
+            # run() or close() took it as the wait ran out: its release has
+            # come (run) or is on its way (close).
+            waiter.wake.acquire()
+        job, waiter.job = waiter.job, None
+        return job

@@ -1,6 +1,7 @@
 """Request threads kept between requests (servicehop_caldav.request_threads):
 a finished job's thread runs the next one; jobs in progress at once each
-have a thread; idle threads end; nothing of one job's context reaches the
+have a thread; idle threads end, and after a burst the ones a trickle of
+jobs does not need end too; nothing of one job's context reaches the
 next; no job is lost or run twice when threads give up waiting as jobs
 arrive; close() ends the waiting threads. Over HTTP: a parked connection's
 next request, and a new connection's, run on the thread that waits."""
@@ -55,7 +56,7 @@ def test_a_finished_job_s_thread_runs_the_next_one() -> None:
     try:
         first = run_and_wait(threads)
         # Give the thread the moment to start waiting for the next job.
-        assert wait_until(lambda: threads._waiting == 1)
+        assert wait_until(lambda: threads.waiting() == 1)
         assert run_and_wait(threads) == first
         assert run_and_wait(threads) == first
         assert len(named("t-next")) == 1
@@ -81,7 +82,7 @@ def test_jobs_in_progress_at_once_each_have_a_thread() -> None:
                 threads.run(job)
             barrier.wait(5)  # breaks (BrokenBarrierError) unless all five run at once
             idents.append(seen)
-            assert wait_until(lambda: threads._waiting == 5)
+            assert wait_until(lambda: threads.waiting() == 5)
         assert len(idents[0]) == 5 and idents[1] == idents[0]
         assert len(named("t-many")) == 5
     finally:
@@ -94,10 +95,36 @@ def test_a_thread_idle_longer_than_its_idle_seconds_ends() -> None:
         run_and_wait(threads)
         assert len(named("t-idle")) == 1
         assert wait_until(lambda: not named("t-idle"))
-        assert threads._waiting == 0
+        assert threads.waiting() == 0
         # The next job gets a thread of its own again, which ends the same way.
         run_and_wait(threads)
         assert wait_until(lambda: not named("t-idle"))
+    finally:
+        threads.close()
+
+
+def test_after_a_burst_a_trickle_of_jobs_keeps_one_thread_and_the_others_end() -> None:
+    """The thread that began to wait last is handed the next job: jobs one at
+    a time after a burst of three all run on one thread, and the two threads
+    the burst needed end once idle, though jobs keep coming."""
+    threads = RequestThreads("t-trickle", idle_seconds=0.5)
+    try:
+        barrier = threading.Barrier(4)
+
+        def burst() -> None:
+            barrier.wait(5)
+
+        for _ in range(3):
+            threads.run(burst)
+        barrier.wait(5)  # all three ran at once, on three threads
+        assert wait_until(lambda: threads.waiting() == 3)
+        ran_on: set[int] = set()
+        deadline = time.monotonic() + 1.5  # three idle periods
+        while time.monotonic() < deadline:
+            ran_on.add(run_and_wait(threads))
+            time.sleep(0.02)
+        assert len(ran_on) == 1
+        assert wait_until(lambda: {t.ident for t in named("t-trickle")} == ran_on)
     finally:
         threads.close()
 
@@ -117,7 +144,7 @@ def test_nothing_a_job_sets_in_its_context_reaches_the_next() -> None:
 
             threads.run(job)
             assert done.wait(5)
-            assert wait_until(lambda: threads._waiting == 1)
+            assert wait_until(lambda: threads.waiting() == 1)
         assert seen == ["unset", "unset"]
         assert len(named("t-context")) == 1  # the same thread ran both
     finally:
@@ -144,7 +171,7 @@ def test_no_job_is_lost_or_run_twice_while_threads_give_up_waiting() -> None:
         assert wait_until(lambda: sum(runs) == len(runs), 30), sum(runs)
         assert set(runs) == {1}
         assert wait_until(lambda: not named("t-race"))
-        assert threads._waiting == 0
+        assert threads.waiting() == 0
     finally:
         threads.close()
 
@@ -153,7 +180,7 @@ def test_close_ends_the_waiting_threads() -> None:
     threads = RequestThreads("t-close")
     run_and_wait(threads)
     run_and_wait(threads)
-    assert wait_until(lambda: threads._waiting == 1)
+    assert wait_until(lambda: threads.waiting() == 1)
     threads.close()
     assert wait_until(lambda: not named("t-close"))
     # A job after close still runs, on a thread that ends with it.
