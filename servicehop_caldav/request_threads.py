@@ -20,9 +20,9 @@ Each waiting thread waits on a lock of its own, which a job's hand-over
 releases; the thread that waited least is handed the next job, so after a
 burst the threads it no longer needs are the ones whose waits run out.
 (A shared ``queue.SimpleQueue`` read with a timeout was used first: on
-CPython 3.11 its ``get(timeout=0.001)`` was seen to block for seconds with
-the queue empty when another thread took the job it had woken for, so an
-idle thread did not end.)
+CPython 3.11 a thread's ``get(timeout=0.001)`` was seen to stay blocked for
+seconds with the queue empty, among threads giving up and taking jobs as
+3,000 jobs came, so an idle thread did not end.)
 """
 
 from __future__ import annotations

@@ -118,10 +118,14 @@ def test_after_a_burst_a_trickle_of_jobs_keeps_one_thread_and_the_others_end() -
             threads.run(burst)
         barrier.wait(5)  # all three ran at once, on three threads
         assert wait_until(lambda: threads.waiting() == 3)
+        last = threads._waiters[-1]  # the thread that began to wait last
         ran_on: set[int] = set()
         deadline = time.monotonic() + 1.5  # three idle periods
         while time.monotonic() < deadline:
             ran_on.add(run_and_wait(threads))
+            # Its thread waits again (a job's end is seen before its thread
+            # is back): the next job is handed to the one that waited least.
+            assert wait_until(lambda: threads._waiters[-1:] == [last])
             time.sleep(0.02)
         assert len(ran_on) == 1
         assert wait_until(lambda: {t.ident for t in named("t-trickle")} == ran_on)
