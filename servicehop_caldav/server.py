@@ -22,7 +22,7 @@ from typing import Any
 import radicale.server
 from radicale import config
 
-from servicehop_caldav import keepalive, vobject_fast
+from servicehop_caldav import http_headers, keepalive, vobject_fast
 from servicehop_caldav.app import Application
 
 
@@ -113,10 +113,12 @@ def serve(
     first of them is in service (the worker's "ready"). One such call per
     process.
 
-    vobject's slowest functions are replaced by equivalents first
-    (:mod:`servicehop_caldav.vobject_fast`).
+    vobject's slowest functions and the parser of requests' headers are
+    replaced by equivalents first (:mod:`servicehop_caldav.vobject_fast`,
+    :mod:`servicehop_caldav.http_headers`).
     """
     vobject_fast.install()
+    http_headers.install()
     radicale.server.Application = Application  # type: ignore[misc]
     radicale.server.ParallelHTTPServer = _HTTPServer  # type: ignore[misc]
     radicale.server.ParallelHTTPSServer = _HTTPSServer  # type: ignore[misc]
