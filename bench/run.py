@@ -286,7 +286,8 @@ def _booking_phase(
 def _calendar_rows(writers: int) -> list[tuple[str, str, str]]:
     w = workloads
     rows: list[tuple[str, str, str]] = []
-    for op in (w.PUT, w.QUERY, w.MULTIGET, w.SYNC_CHANGE, w.SYNC_INITIAL, w.PROPFIND, w.GET):
+    for op in (w.PUT, w.PUT_BACK_TO_BACK, w.QUERY, w.MULTIGET, w.SYNC_CHANGE, w.SYNC_INITIAL, w.PROPFIND,
+               w.GET):
         rows += [(f"{op} p50", op, "p50"), (f"{op} p95", op, "p95")]
     rows += [(f"{writers} concurrent writers", w.WRITERS, "rate"),
              (f"{writers} writers: errors", w.WRITERS, "errors")]
@@ -302,6 +303,8 @@ CONDITIONS = [
     "server time-boxed on its own, so each server's figures share the seconds of its peers' (the "
     "machine's pace drifts more within a run than many of the differences measured); the concurrent "
     "writers run on one server after another; the GET of one event is timed last (each server idle first)",
+    "  so each timed request comes after a peer's work (the CPU's caches cold to this server); the "
+    "'PUT new event, 2nd of 2' row times the second of two PUTs sent back to back (warm)",
     "  connections: every client keeps its connection open (requests.Session); stock Radicale's server "
     "answers HTTP/1.0 and closes each one after one answer (so its client connects anew for each request), "
     "Xandikos and servicehop keep them open",

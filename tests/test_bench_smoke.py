@@ -31,6 +31,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
     operations = report["calendar"]["50"]["operations"]
     for server in ("stock", "sqlite", "postgres"):
         assert operations[server]["PUT new event"]["status"] == "ok", operations[server]
+        warm = operations[server]["PUT new event, 2nd of 2"]
+        assert warm["status"] == "ok" and warm["n"] >= 2, warm
     booking = report["booking"]["operations"]
     for server in ("sqlite", "postgres"):
         race = booking[server]["20 recipients, same hour"]
