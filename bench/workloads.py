@@ -432,14 +432,19 @@ def sync_change_step(target: Target, reps: int) -> Step:
     return step
 
 
+def _put_new(target: Target, tag: str, number: int) -> float:
+    """PUT new event ``number`` of ``tag``; the milliseconds it took."""
+    href, text = new_event(tag, number)
+    ms, r = timed(target.session, "PUT", target.url(href), data=text.encode(),
+                  headers={**ICS_HEADERS, "If-None-Match": "*"})
+    expect(r, 201)
+    target.count += 1
+    return ms
+
+
 def put_step(target: Target) -> Step:
     def step(i: int) -> float:
-        href, text = new_event("put", i + 1)
-        ms, r = timed(target.session, "PUT", target.url(href), data=text.encode(),
-                      headers={**ICS_HEADERS, "If-None-Match": "*"})
-        expect(r, 201)
-        target.count += 1
-        return ms
+        return _put_new(target, "put", i + 1)
 
     return step
 
@@ -451,14 +456,8 @@ def put_back_to_back_step(target: Target) -> Step:
     costs milliseconds pays that in proportion, one of half a second does
     not. The second of two shows what the request costs the server warm."""
     def step(i: int) -> float:
-        ms = 0.0
-        for number in (2 * i + 1, 2 * i + 2):
-            href, text = new_event("b2b", number)
-            ms, r = timed(target.session, "PUT", target.url(href), data=text.encode(),
-                          headers={**ICS_HEADERS, "If-None-Match": "*"})
-            expect(r, 201)
-            target.count += 1
-        return ms
+        _put_new(target, "b2b", 2 * i + 1)
+        return _put_new(target, "b2b", 2 * i + 2)
 
     return step
 
