@@ -65,9 +65,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import icalendar
-import requests
 from sqlalchemy import Connection
 
+from bench import client
 from bench.data import event_text
 from bench.servers import Running
 from bench.workloads import (
@@ -334,8 +334,8 @@ def _booking_text(uid: str, start: datetime) -> str:
                       description="Please ring twice.")
 
 
-def _book(session: requests.Session, server: Running, username: str, start: datetime) -> tuple[
-        float, requests.Response, str]:
+def _book(session: client.Session, server: Running, username: str, start: datetime) -> tuple[
+        float, client.Response, str]:
     uid = f"bench-{uuid.uuid4().hex[:12]}"
     path = f"/{username}/bookings-{DEPT}/{uid}.ics"
     ms, r = timed(session, "PUT", server.url + path, data=_booking_text(uid, start).encode(),
@@ -343,7 +343,7 @@ def _book(session: requests.Session, server: Running, username: str, start: date
     return ms, r, path
 
 
-def _decision(session: requests.Session, server: Running, path: str) -> str:
+def _decision(session: client.Session, server: Running, path: str) -> str:
     """STATUS of the stored event: the decision; anything else fails."""
     r = session.get(server.url + path, timeout=TIMEOUT)
     expect(r, 200)
@@ -354,7 +354,7 @@ def _decision(session: requests.Session, server: Running, path: str) -> str:
     return status
 
 
-def _login(server: Running, username: str) -> requests.Session:
+def _login(server: Running, username: str) -> client.Session:
     session = server.session((username, PASSWORD))
     r = session.request("PROPFIND", f"{server.url}/{username}/bookings-{DEPT}/",
                         headers={**XML_HEADERS, "Depth": "0"}, timeout=TIMEOUT)
@@ -424,7 +424,7 @@ def op_race(server: Running, seed: BookingSeed) -> Outcome:
     try:
         sessions = [_login(server, name) for name in seed.race_names]
         free = _staff_free(server, seed, start)
-    except (CheckFailed, requests.RequestException) as e:
+    except (CheckFailed, client.RequestError) as e:
         outcome.status, outcome.detail = "fail", str(e)
         return outcome
     barrier = threading.Barrier(len(sessions) + 1)
@@ -435,7 +435,7 @@ def op_race(server: Running, seed: BookingSeed) -> Outcome:
         try:
             _, r, path = _book(sessions[index], server, seed.race_names[index], start)
             answers[index] = (path, r.status_code, r.text[:200])
-        except requests.RequestException as e:
+        except client.RequestError as e:
             answers[index] = f"{type(e).__name__}: {e}"
 
     threads = [threading.Thread(target=book, args=(i,), daemon=True) for i in range(len(sessions))]
@@ -464,7 +464,7 @@ def op_race(server: Running, seed: BookingSeed) -> Outcome:
                           f"{confirmed} confirmed events, {len(rows)} confirmed rows, {len(staff)} staff")
         if not (confirmed == len(rows) == len(staff) == free):
             raise CheckFailed(f"capacity broken: {outcome.detail}")
-    except (CheckFailed, requests.RequestException) as e:
+    except (CheckFailed, client.RequestError) as e:
         outcome.status, outcome.detail = "fail", str(e)
     for s in sessions:
         s.close()
@@ -638,7 +638,7 @@ def op_availability(
             raise CheckFailed(f"seed: the full hours {seed.full_hours} are not (hidden, visible) Busy "
                               "for the viewer in the database")
         _check_view(reference, expected, seed)
-    except (CheckFailed, requests.RequestException) as e:
+    except (CheckFailed, client.RequestError) as e:
         for o in outcomes:
             o.status, o.detail = "fail", f"{type(e).__name__}: {e}"
         return outcomes

@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import requests
-
+from bench import client
 from bench.data import Event
 
 STOCK_USER, STOCK_PASSWORD = "bench", "bench-pw"
@@ -88,10 +87,8 @@ class Running:
     def label(self) -> str:
         return SERVER_LABELS[self.name]
 
-    def session(self, auth: tuple[str, str] | None = None) -> requests.Session:
-        s = requests.Session()
-        s.auth = auth or self.auth
-        return s
+    def session(self, auth: tuple[str, str] | None = None) -> client.Session:
+        return client.Session(auth or self.auth)
 
     def memory_kib(self) -> dict[str, int]:
         """VmHWM (peak) and VmRSS of the server process, in KiB."""
@@ -331,7 +328,7 @@ def environment_note() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": sys.version.split()[0], "cpus": str(os.cpu_count())}
-    for dist in ("radicale", "xandikos", "servicehop-caldav", "SQLAlchemy", "psycopg", "requests",
+    for dist in ("radicale", "xandikos", "servicehop-caldav", "SQLAlchemy", "psycopg",
                  "recurring-ical-events"):
         try:
             out[dist] = version(dist)

@@ -1,6 +1,6 @@
 """The calendar workloads, the same raw HTTP against every server, every answer checked.
 
-Each workload runs over persistent connections (``requests.Session``) and
+Each workload runs over persistent connections (``client.Session``) and
 returns an :class:`Outcome`: the timings (the request and reading the whole
 answer; the checks are not timed), or a rate for the concurrent writers, and
 whether every answer was right. A wrong status or count fails the operation
@@ -21,8 +21,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
-import requests
-
+from bench import client
 from bench.data import QUERY_END, QUERY_START, Event, new_event
 from bench.servers import Running
 
@@ -91,16 +90,16 @@ class Outcome:
 
 
 def timed(
-    session: requests.Session, method: str, url: str, **kwargs: object
-) -> tuple[float, requests.Response]:
-    """One request; milliseconds until the whole answer was read."""
+    session: client.Session, method: str, url: str, **kwargs: object
+) -> tuple[float, client.Response]:
+    """One request; milliseconds until the whole answer was read (and
+    decoded, as any client would)."""
     started = time.perf_counter()
-    response = session.request(method, url, timeout=TIMEOUT, **kwargs)  # type: ignore[arg-type]
-    _ = response.content
+    response = session.request(method, url, **kwargs)  # type: ignore[arg-type]
     return (time.perf_counter() - started) * 1000, response
 
 
-def expect(response: requests.Response, *statuses: int) -> None:
+def expect(response: client.Response, *statuses: int) -> None:
     if response.status_code not in statuses:
         raise CheckFailed(
             f"{response.request.method} answered {response.status_code}, expected "
@@ -120,7 +119,7 @@ def measure(op: str, budget: Budget, step: Callable[[int], float], warm_up: bool
                 outcome.detail = f"time-boxed: {i} of {budget.reps} repetitions in {budget.seconds:g} s"
                 break
             outcome.samples_ms.append(step(i))
-    except (CheckFailed, requests.RequestException) as e:
+    except (CheckFailed, client.RequestError) as e:
         outcome.status, outcome.detail = "fail", f"{type(e).__name__}: {e}"
     return outcome
 
@@ -229,7 +228,7 @@ class Target:
     week: set[str]  # names expected from the one-week query
     count: int  # resources the calendar holds now
     rng: random.Random
-    session: requests.Session = field(init=False)
+    session: client.Session = field(init=False)
     sync_token: str = ""
 
     def __post_init__(self) -> None:
@@ -238,7 +237,7 @@ class Target:
     def url(self, name: str = "") -> str:
         return self.server.url + self.server.calendar + name
 
-    def propfind_members(self, session: requests.Session | None = None) -> tuple[float, list[DavResponse]]:
+    def propfind_members(self, session: client.Session | None = None) -> tuple[float, list[DavResponse]]:
         ms, r = timed(session or self.session, "PROPFIND", self.url(),
                       data=PROPFIND_ETAGS, headers={**XML_HEADERS, "Depth": "1"})
         expect(r, 207)
@@ -295,7 +294,7 @@ def interleaved(
         started = time.monotonic()
         try:
             ms = steps[name](i)
-        except (CheckFailed, requests.RequestException) as e:
+        except (CheckFailed, client.RequestError) as e:
             outcomes[name].status, outcomes[name].detail = "fail", f"{type(e).__name__}: {e}"
             live.remove(name)
             return
@@ -476,7 +475,7 @@ def op_writers(target: Target, writers: int, per_writer: int, seconds: float) ->
     problems: list[str] = []
     deadline: list[float] = []
 
-    def writer(number: int, session: requests.Session) -> None:
+    def writer(number: int, session: client.Session) -> None:
         barrier.wait()
         for j in range(per_writer):
             if j and time.monotonic() > deadline[0]:
@@ -486,7 +485,7 @@ def op_writers(target: Target, writers: int, per_writer: int, seconds: float) ->
                 r = session.put(target.url(href), data=text.encode(),
                                 headers={**ICS_HEADERS, "If-None-Match": "*"}, timeout=TIMEOUT)
                 ok, why = r.status_code == 201, f"status {r.status_code}"
-            except requests.RequestException as e:
+            except client.RequestError as e:
                 ok, why = False, f"{type(e).__name__}: {e}"
             with lock:
                 if ok:
@@ -516,7 +515,7 @@ def op_writers(target: Target, writers: int, per_writer: int, seconds: float) ->
     try:
         _, found = target.propfind_members()
         target.check_count(found, "PROPFIND after the concurrent writers")
-    except (CheckFailed, requests.RequestException) as e:
+    except (CheckFailed, client.RequestError) as e:
         outcome.status, outcome.detail = "fail", f"{outcome.detail}; {e}"
     return outcome
 
