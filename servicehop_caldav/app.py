@@ -30,6 +30,7 @@ from radicale import httputils, types
 from radicale.app import put as radicale_put
 
 from servicehop_caldav import health, propfind, refusal, report, request_log, rewritten
+from servicehop_caldav.directory import grants
 from servicehop_caldav.store import read_ahead, write_ahead
 
 CALDAV = "urn:ietf:params:xml:ns:caldav"
@@ -74,7 +75,7 @@ class Application(radicale.Application):
         # One connection and one read snapshot (Database.request); the
         # request path read with the login where that saves a statement.
         ahead = environ.get("PATH_INFO", "") if method in _READ_AHEAD_METHODS else None
-        with db.request(snapshot=method in _SNAPSHOT_METHODS), read_ahead.reading(ahead):
+        with db.request(snapshot=method in _SNAPSHOT_METHODS), read_ahead.reading(ahead), grants.request():
             return super()._handle_request(environ)
 
     def _answer_refusal(self, result: Any) -> Any:

@@ -25,7 +25,10 @@ success after ``user disable`` or ``user passwd``). Instead this plugin
 remembers, per user, a keyed digest of the last password that verified and
 the hash it verified against; every request still reads the user's row, so
 disabling a user or changing a password takes effect on the next request,
-and only the hashing work is saved. Failures are never cached.
+and only the hashing work is saved. Failures are never cached. A login
+that is recalled reads the user's grants in the same statement and hands
+them to the rights plugin for this request
+(:mod:`servicehop_caldav.directory.grants`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from radicale.log import logger
 from radicale_storage_servicehop import database_url_of
 
 from servicehop_caldav.db.engine import Database
+from servicehop_caldav.directory import grants
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from servicehop_caldav.provisioning import ensure_provisioned
@@ -99,19 +103,25 @@ class Auth(auth.BaseAuth):
             self._remembered[username] = (self._digest(username, password), stored, now)
 
     def _login(self, login: str, password: str) -> str:
+        grants.forget()
+        # A login likely to be recalled reads its grants with it (one
+        # statement); one verified anew may provision collections first.
+        likely_recalled = self._remember and login in self._remembered
         with self._db.transaction("r") as conn:
-            found = directory.credentials_of(conn, login, read_ahead.wanted())
+            found = directory.credentials_of(conn, login, read_ahead.wanted(), with_grants=likely_recalled)
         if found is None:
             # Same work and the same answer as a wrong password.
             verify_password(password, dummy_hash())
             logger.debug("login refused: no such user")
             return ""
-        stored, disabled = found
+        stored, disabled, granted = found
         if disabled:
             verify_password(password, stored)
             logger.debug("login refused: user disabled")
             return ""
         if self._recall(login, password, stored):
+            if granted is not None:
+                grants.hand_over(login, granted)
             return login
         if not verify_password(password, stored):
             logger.debug("login refused: wrong password")

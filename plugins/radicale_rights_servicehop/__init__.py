@@ -32,72 +32,41 @@ create one with a client's properties (provisioning creates them).
 Item paths (``/<me>/bookings-D/x.ics``) get no letters of their own:
 Radicale checks the collection's letters for them, as with ``owner_only``.
 
-Roles are read from the database and kept per user for at most
-``CACHE_SECONDS`` (1 s): a role change, a disabled flag or a new collection
-takes effect within a second. Radicale asks for the rights of the request
-path, its parent and (in a PROPFIND) every listed resource, so the cache
-turns those into one lookup.
+Roles are read with the request's login when the auth plugin recalls it
+(:mod:`servicehop_caldav.directory.grants`): then they are of this very
+request. Otherwise they are read from the database and kept per user for
+at most ``CACHE_SECONDS`` (1 s): a role change, a disabled flag or a new
+collection takes effect within a second. Radicale asks for the rights of
+the request path, its parent and (in a PROPFIND) every listed resource, so
+either way those are one lookup.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 from radicale import config, pathutils, rights
 from radicale.log import logger
 from radicale_storage_servicehop import database_url_of
-from sqlalchemy import bindparam, null, select, union_all
 
 from servicehop_caldav.db.engine import Database
-from servicehop_caldav.db.schema import calendar_instances, user_roles, users
-from servicehop_caldav.directory.store import Role
-from servicehop_caldav.provisioning import role_collections
+from servicehop_caldav.directory.grants import READ_ONLY, READ_WRITE, Grants, from_login
+from servicehop_caldav.directory.grants import STATEMENT as GRANTS
+from servicehop_caldav.directory.grants import of_rows as grants_of_rows
+
+__all__ = ["CACHE_SECONDS", "HOME", "READ_ONLY", "READ_WRITE", "ROOT", "Grants", "Rights", "read_grants"]
 
 CACHE_SECONDS = 1.0
 # Radicale's letters for the collection kinds.
 ROOT = "R"
 HOME = "R"
-READ_WRITE = "rwdlotm"
-READ_ONLY = "r"
-
-
-@dataclass(frozen=True)
-class Grants:
-    """What one enabled user may reach inside their own home, by name."""
-
-    collections: dict[str, str]
-
-
-# The user's rows with their roles, then (role NULL, disabled NULL) the paths
-# of their home's collections: one statement, built once (every login whose
-# grants are not cached reads it).
-_GRANTS = union_all(
-    select(users.c.disabled, user_roles.c.department_id, user_roles.c.role, null().label("path"))
-    .select_from(users.outerjoin(user_roles, user_roles.c.user_id == users.c.id))
-    .where(users.c.username == bindparam("username")),
-    select(null(), null(), null(), calendar_instances.c.path)
-    .where(calendar_instances.c.parent_path == bindparam("username")),
-)
 
 
 def read_grants(db: Database, username: str) -> Grants | None:
     """The user's grants from the directory; None if unknown or disabled."""
     with db.transaction("r") as conn:
-        rows = conn.execute(_GRANTS, {"username": username}).all()
-    user_rows = [(disabled, department_id, role) for disabled, department_id, role, path in rows
-                 if path is None]
-    if not user_rows or any(bool(disabled) for disabled, _, _ in user_rows):
-        return None
-    roles = [Role(department_id, role) for _, department_id, role in user_rows if role is not None]
-    existing = {path for *_, path in rows if path is not None}
-    collections = {
-        name: READ_WRITE if rc.writable else READ_ONLY
-        for name, rc in role_collections(roles).items()
-        if f"{username}/{name}" in existing
-    }
-    return Grants(collections)
+        return grants_of_rows(username, conn.execute(GRANTS, {"username": username}).all())
 
 
 class Rights(rights.BaseRights):
@@ -133,7 +102,9 @@ class Rights(rights.BaseRights):
     def authorization(self, user: str, user_groups: set, path: str) -> str:
         if not user:
             return ""
-        grants = self._grants(user)
+        grants = from_login(user)
+        if grants is None:
+            grants = self._grants(user)
         if grants is None:
             logger.debug("servicehop rights: no grants for this login")
             return ""

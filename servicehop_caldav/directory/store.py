@@ -7,15 +7,31 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Row, Select, bindparam, insert, select, true, update
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Row,
+    Select,
+    bindparam,
+    cast,
+    insert,
+    literal_column,
+    null,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import NullType
 
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.schema import ROLES, calendar_instances, departments, user_roles, users
+from servicehop_caldav.directory import grants
 from servicehop_caldav.passwords import hash_password
 from servicehop_caldav.store import codec
 from servicehop_caldav.store import collections as store_collections
@@ -231,14 +247,55 @@ _CREDENTIALS_AND_PATH = select(_credentials, _path).select_from(_credentials.out
 _AHEAD_AT = len(_CREDENTIALS.selected_columns)
 
 
-def credentials_of(conn: Connection, username: str, ahead: Wanted | None = None) -> tuple[str, bool] | None:
-    """(password hash, disabled) of ``username``, or None if there is no
-    such user; the home read with it is remembered for the transaction, and
-    so is what the request path ``ahead`` names, read in the same statement."""
-    if ahead is None:
-        rows = conn.execute(_CREDENTIALS, {"username": username}).all()
-    else:
-        rows = conn.execute(_CREDENTIALS_AND_PATH, {"username": username, **ahead._asdict()}).all()
+_LOGIN, _GRANTS = "l", "g"
+
+
+def _with_grants(statement: Select[Any]) -> CompoundSelect:
+    """``statement``'s rows, then the grants' rows (directory.grants), in one
+    statement: each row tagged by its first column, each kind's columns NULL
+    in the other's rows (typed, as PostgreSQL's UNION wants them)."""
+    mine, theirs = statement.subquery(), grants.STATEMENT.subquery()
+
+    def nulls(columns: Any) -> list[Any]:  # an untyped column's NULL stays untyped
+        return [null() if isinstance(c.type, NullType) else cast(null(), c.type) for c in columns]
+
+    return union_all(
+        select(literal_column(f"'{_LOGIN}'").label("kind"), *mine.c, *nulls(theirs.c)),
+        select(literal_column(f"'{_GRANTS}'"), *nulls(mine.c), *theirs.c),
+    )
+
+
+# By (what the request path names, the grants) read with the login: each built once.
+_STATEMENTS: dict[tuple[bool, bool], Select[Any] | CompoundSelect] = {
+    (False, False): _CREDENTIALS,
+    (True, False): _CREDENTIALS_AND_PATH,
+    (False, True): _with_grants(_CREDENTIALS),
+    (True, True): _with_grants(_CREDENTIALS_AND_PATH),
+}
+
+
+class Credentials(NamedTuple):
+    password_hash: str
+    disabled: bool
+    # Read with the login when asked for (None: not asked, or unknown/disabled).
+    grants: grants.Grants | None
+
+
+def credentials_of(
+    conn: Connection, username: str, ahead: Wanted | None = None, with_grants: bool = False,
+) -> Credentials | None:
+    """The password hash and the disabled flag of ``username``, or None if
+    there is no such user; the home read with it is remembered for the
+    transaction, and so is what the request path ``ahead`` names, read in
+    the same statement. ``with_grants``: the user's grants too, in the same
+    statement (directory.grants)."""
+    parameters = {"username": username, **(ahead._asdict() if ahead is not None else {})}
+    rows: Sequence[Any] = conn.execute(_STATEMENTS[ahead is not None, with_grants], parameters).all()
+    granted = None
+    if with_grants:
+        granted = grants.of_rows(username, (row[-len(grants.STATEMENT.selected_columns):]
+                                            for row in rows if row[0] == _GRANTS))
+        rows = [row[1:] for row in rows if row[0] == _LOGIN]
     if not rows:
         return None
     row = rows[0]
@@ -247,7 +304,7 @@ def credentials_of(conn: Connection, username: str, ahead: Wanted | None = None)
         conn, username, store_collections.instance_of(row, at=_HOME_AT) if home_id is not None else None)
     if ahead is not None:
         store_objects.remember_path_and_member(conn, *ahead, rows, at=_AHEAD_AT)
-    return password_hash, bool(disabled)
+    return Credentials(password_hash, bool(disabled), granted)
 
 
 def set_password(conn: Connection, username: str, password: str) -> None:
