@@ -162,7 +162,8 @@ def test_no_server_is_a_request_error(keep_alive: ThreadingHTTPServer) -> None:
     url = _url(keep_alive, "/gone")
     keep_alive.shutdown()
     keep_alive.server_close()
-    with pytest.raises(client.RequestError, match=r"GET http://127\.0\.0\.1:\d+/gone: ConnectionRefusedError"):
+    refused = r"GET http://127\.0\.0\.1:\d+/gone: ConnectionRefusedError"
+    with pytest.raises(client.RequestError, match=refused):
         client.Session().get(url)
 
 
