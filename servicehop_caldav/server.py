@@ -22,7 +22,7 @@ from typing import Any
 import radicale.server
 from radicale import config
 
-from servicehop_caldav import http_headers, keepalive, vobject_fast
+from servicehop_caldav import http_headers, keepalive, radicale_paths, vobject_fast
 from servicehop_caldav.app import Application
 
 
@@ -114,11 +114,14 @@ def serve(
     process.
 
     vobject's slowest functions and the parser of requests' headers are
-    replaced by equivalents first (:mod:`servicehop_caldav.vobject_fast`,
-    :mod:`servicehop_caldav.http_headers`).
+    replaced by equivalents first, and Radicale's path sanitizers cached
+    (:mod:`servicehop_caldav.vobject_fast`,
+    :mod:`servicehop_caldav.http_headers`,
+    :mod:`servicehop_caldav.radicale_paths`).
     """
     vobject_fast.install()
     http_headers.install()
+    radicale_paths.install()
     radicale.server.Application = Application  # type: ignore[misc]
     radicale.server.ParallelHTTPServer = _HTTPServer  # type: ignore[misc]
     radicale.server.ParallelHTTPSServer = _HTTPSServer  # type: ignore[misc]
