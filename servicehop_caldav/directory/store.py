@@ -30,6 +30,7 @@ from sqlalchemy.types import NullType
 
 from servicehop_caldav.crypto import Keyring
 from servicehop_caldav.db import memo
+from servicehop_caldav.db.direct import Direct
 from servicehop_caldav.db.schema import ROLES, calendar_instances, departments, user_roles, users
 from servicehop_caldav.directory import grants
 from servicehop_caldav.passwords import hash_password
@@ -265,12 +266,13 @@ def _with_grants(statement: Select[Any]) -> CompoundSelect:
     )
 
 
-# By (what the request path names, the grants) read with the login: each built once.
-_STATEMENTS: dict[tuple[bool, bool], Select[Any] | CompoundSelect] = {
-    (False, False): _CREDENTIALS,
-    (True, False): _CREDENTIALS_AND_PATH,
-    (False, True): _with_grants(_CREDENTIALS),
-    (True, True): _with_grants(_CREDENTIALS_AND_PATH),
+# By (what the request path names, the grants) read with the login: each
+# built once, and run on the driver's cursor (every request runs one).
+_STATEMENTS: dict[tuple[bool, bool], Direct] = {
+    (False, False): Direct(_CREDENTIALS),
+    (True, False): Direct(_CREDENTIALS_AND_PATH),
+    (False, True): Direct(_with_grants(_CREDENTIALS)),
+    (True, True): Direct(_with_grants(_CREDENTIALS_AND_PATH)),
 }
 
 
@@ -290,7 +292,7 @@ def credentials_of(
     the same statement. ``with_grants``: the user's grants too, in the same
     statement (directory.grants)."""
     parameters = {"username": username, **(ahead._asdict() if ahead is not None else {})}
-    rows: Sequence[Any] = conn.execute(_STATEMENTS[ahead is not None, with_grants], parameters).all()
+    rows: Sequence[Any] = _STATEMENTS[ahead is not None, with_grants].rows(conn, parameters)
     granted = None
     if with_grants:
         granted = grants.of_rows(username, (row[-len(grants.STATEMENT.selected_columns):]
