@@ -293,3 +293,32 @@ def test_the_staff_read_with_a_bookings_calendars_path_are_read_again_once_the_d
         seen = recorded(db.engine)
         assert staff(conn) == ["demo"] and len(seen) == 1
         raise _Undo
+
+
+def test_the_lookups_statements_on_the_drivers_cursor_give_sqlalchemys_rows(db: Database) -> None:
+    """Both statements (with the staff and without) read on the driver's
+    cursor (db.direct) what SQLAlchemy reads, value and type: a bookings
+    calendar with a booking behind the event, a staff member, a sent UID or none."""
+    with db.transaction("w") as conn:
+        user_id = directory.user_id_of(conn, "demo")
+        assert user_id is not None
+        directory.add_role(conn, user_id, "demo", directory.STAFF_ROLE)
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=2)
+    _booking_at(db, start)
+    href = f"b-{int(start.timestamp())}.ics"
+    compared = 0
+    with pytest.raises(_Undo), db.transaction("w") as conn:
+        for with_staff, direct in write_ahead._STATEMENTS.items():
+            for path, parent, name, uid in [(f"{CALENDAR}/{href}", CALENDAR, href, None),
+                                            (f"{CALENDAR}/new.ics", CALENDAR, "new.ics", "u-1"),
+                                            ("nowhere/x.ics", "nowhere", "x.ics", None)]:
+                parameters = {"path": path, "parent": parent, "href": name, "uid": uid,
+                              "department_id": "demo", "username": "demo", "role": directory.STAFF_ROLE,
+                              "calendar": directory.STAFF_CALENDAR}
+                theirs = [tuple(row) for row in conn.execute(direct.statement, parameters)]  # type: ignore[call-overload]
+                mine = direct.rows(conn, parameters)
+                assert [[(type(v), v) for v in row] for row in mine] == \
+                    [[(type(v), v) for v in row] for row in theirs], (with_staff, path)
+                compared += len(theirs)
+        raise _Undo
+    assert compared >= 8  # rows of the department, its booking and the staff were read

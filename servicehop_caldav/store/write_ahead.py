@@ -33,7 +33,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
     Connection,
     Select,
     Text,
@@ -47,6 +46,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from servicehop_caldav.db.direct import Direct
 from servicehop_caldav.db.schema import (
     bookings,
     calendar_instances,
@@ -104,12 +104,14 @@ def _write_row(*staff_columns: ColumnElement[Any]) -> Select[Any]:
                          .outerjoin(_booking, true()).outerjoin(_person, true())))
 
 
-_STATEMENTS: dict[bool, Select[Any] | CompoundSelect] = {  # with the staff or not
-    False: _write_row(),
-    True: union_all(
+# With the staff or not; run on the driver's cursor (db.direct): the one
+# with the staff is longer than psycopg converts once and keeps.
+_STATEMENTS: dict[bool, Direct] = {
+    False: Direct(_write_row()),
+    True: Direct(union_all(
         _write_row(*(cast(null(), c.type).label(f"staff_{c.name}") for c in _staff.c)),
         select(literal_column(f"'{_STAFF}'"), *(cast(null(), c.type) for c in _COLUMNS), *_staff.c),
-    ),
+    )),
 }
 _STAFF_AT = 1 + len(_COLUMNS)  # in a row as read; the rest are positions in a row without its kind
 _LATEST_AT = len(_uids)
@@ -133,10 +135,10 @@ def get_path_and_member(
         return store_objects.get_path_and_member(conn, path, parent, href)
     uid = _SENT_UID.get()
     with_staff = recipient is not None and department_id is not None and one_trip.in_one_trip(conn)
-    read = conn.execute(_STATEMENTS[with_staff], {
+    read = _STATEMENTS[with_staff].rows(conn, {
         "path": path, "parent": parent, "href": href, "uid": uid, "department_id": department_id or "",
         "username": recipient, "role": directory.STAFF_ROLE, "calendar": directory.STAFF_CALENDAR,
-    }).all()
+    })
     rows = [row[1:_STAFF_AT] for row in read if row[0] == _WRITE]
     codec.remember_newest(conn, rows[0][_NEWEST_AT])
     if recipient is not None:
