@@ -78,9 +78,9 @@ _TYPES = {int: "bigint", str: "text", list: "text[]"}
 
 def _sent(db: Database, read: Callable[[Connection], object]) -> tuple[str, dict[str, Any]]:
     """The one statement ``read`` sends, with its parameters."""
-    sent: list[tuple[str, dict[str, Any]]] = []
+    sent: list[tuple[str, list[Any]]] = []  # on the driver's cursor (db.direct)
 
-    def record(_c: Connection, _cur: object, statement: str, parameters: dict[str, Any], *_: object) -> None:
+    def record(_c: Connection, _cur: object, statement: str, parameters: list[Any], *_: object) -> None:
         sent.append((statement, parameters))
 
     with db.transaction("r") as conn:
@@ -93,9 +93,10 @@ def _sent(db: Database, read: Callable[[Connection], object]) -> tuple[str, dict
     return sent[0]
 
 
-def _plans(db: Database, statement: str, params: dict[str, Any]) -> dict[str, str]:
-    """The custom and the generic plan of ``statement`` (as psycopg sends
-    it, ``%(name)s`` placeholders) with ``params``."""
+def _plans(db: Database, statement: str, params: dict[str, Any] | list[Any]) -> dict[str, str]:
+    """The custom and the generic plan of ``statement`` with ``params``, as
+    the driver was given them: ``%(name)s`` placeholders and a dict
+    (through SQLAlchemy), or ``$1`` and a list (``db.direct``)."""
     names: list[str] = []
 
     def numbered(match: re.Match[str]) -> str:
@@ -103,14 +104,18 @@ def _plans(db: Database, statement: str, params: dict[str, Any]) -> dict[str, st
             names.append(match.group(1))
         return f"${names.index(match.group(1)) + 1}"
 
-    sql = re.sub(r"%\((\w+)\)s", numbered, statement)
-    types = ", ".join(_TYPES[type(params[n])] for n in names)
+    if isinstance(params, dict):
+        sql = re.sub(r"%\((\w+)\)s", numbered, statement)
+        values = [params[n] for n in names]
+    else:
+        sql, values = statement, params
+    types = ", ".join(_TYPES[type(v)] for v in values)
     plans = {}
     with db.engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(f"PREPARE probe ({types}) AS {sql}")
         # Literals: EXECUTE's arguments take no parameters of unknown type.
-        arguments = psycopg_sql.SQL(", ").join(psycopg_sql.Literal(params[n]) for n in names)
+        arguments = psycopg_sql.SQL(", ").join(psycopg_sql.Literal(v) for v in values)
         for mode in ("force_custom_plan", "force_generic_plan"):
             cursor.execute(f"SET plan_cache_mode = {mode}")
             cursor.execute(psycopg_sql.SQL("EXPLAIN EXECUTE probe({})").format(arguments))
@@ -161,9 +166,9 @@ def test_a_multiget_reads_each_href_by_its_index(analysed: tuple[Database, int])
 
 def test_a_writes_first_statement_reads_the_calendar_by_index(analysed: tuple[Database, int]) -> None:
     db, _calendar_id = analysed
-    sent: list[tuple[str, dict[str, Any]]] = []
+    sent: list[tuple[str, list[Any]]] = []  # on the driver's cursor (db.direct)
 
-    def record(_c: Connection, _cur: object, statement: str, parameters: dict[str, Any], *_: object) -> None:
+    def record(_c: Connection, _cur: object, statement: str, parameters: list[Any], *_: object) -> None:
         sent.append((statement, parameters))
 
     with db.transaction("w") as conn, write_ahead.sending(vcalendar(vevent("ev-7", FIRST)).encode()):
