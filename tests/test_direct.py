@@ -7,17 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import column, select, table
 from sqlalchemy.exc import DBAPIError
 
 from servicehop_caldav.db.direct import Direct
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.instance import init_instance
 from servicehop_caldav.store.read_ahead import wanted_for
-from tests.conftest import start_instance_server
-from tests.helpers.robust import ICS, event
+from tests.helpers.served import serving_one_event
 from tests.helpers.statements import recorded
 
 CALENDAR = "demo/opening-demo"
@@ -28,13 +25,8 @@ def _typed(rows: list[tuple[object, ...]]) -> list[tuple[tuple[type, object], ..
 
 
 def test_the_logins_statements_give_sqlalchemys_rows(tmp_path: Path, database_url: str) -> None:
-    created = init_instance(tmp_path / "instance", database_url)
-    server = start_instance_server(created.instance.home)
-    try:
-        session = requests.Session()
-        session.auth = (created.user, created.password)
-        put = session.put(f"{server.url}/{CALENDAR}/a.ics", data=event("a", "x"), headers=ICS)
-        assert put.status_code == 201
+    with serving_one_event(tmp_path, database_url) as served:
+        created = served.created
         db = Database.shared(database_url)
         cases = [
             (created.user, wanted_for(f"/{CALENDAR}/a.ics")),  # the user, the calendar and the item
@@ -55,8 +47,6 @@ def test_the_logins_statements_give_sqlalchemys_rows(tmp_path: Path, database_ur
                     assert _typed(mine) == _typed(theirs), (ahead, with_grants, username)
                     compared += bool(theirs)
         assert compared == 8  # every case of the known user found its rows
-    finally:
-        server.stop()
 
 
 def test_counters_see_a_direct_statement_and_errors_are_sqlalchemys(db: Database) -> None:

@@ -10,18 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from radicale_storage_servicehop import object_of_text
 
 from servicehop_caldav.db import memo
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.instance import Instance, init_instance
+from servicehop_caldav.instance import Instance
 from servicehop_caldav.store import collections as store_collections
 from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.read_ahead import Wanted, wanted_for
-from tests.conftest import start_instance_server
 from tests.helpers.robust import ICS, event
+from tests.helpers.served import serving_one_event
 from tests.helpers.statements import recorded
 
 CALENDAR = "demo/opening-demo"
@@ -38,13 +37,8 @@ def test_wanted_for_names_what_discover_looks_up() -> None:
 
 
 def test_a_get_of_an_item_is_one_statement_and_answers_right(tmp_path: Path, database_url: str) -> None:
-    created = init_instance(tmp_path / "instance", database_url)
-    server = start_instance_server(created.instance.home)
-    try:
-        session = requests.Session()
-        session.auth = (created.user, created.password)
-        url = f"{server.url}/{CALENDAR}/a.ics"
-        assert session.put(url, data=event("a", "first"), headers=ICS).status_code == 201
+    with serving_one_event(tmp_path, database_url) as served:
+        created, server, session, url = served.created, served.server, served.session, served.url
         seen = recorded(Database.shared(database_url).engine)
         got = session.get(url)
         assert got.status_code == 200 and "SUMMARY:first" in got.text
@@ -61,8 +55,6 @@ def test_a_get_of_an_item_is_one_statement_and_answers_right(tmp_path: Path, dat
         # A collection read with the login: PROPFIND and REPORT still answer.
         found = session.request("PROPFIND", f"{server.url}/{CALENDAR}/", headers={"Depth": "1"})
         assert found.status_code == 207 and "a.ics" in found.text
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import radicale_rights_servicehop
-import requests
 from radicale_rights_servicehop import READ_WRITE, read_grants
 from sqlalchemy import delete
 
@@ -15,9 +14,9 @@ from servicehop_caldav.db.engine import Database
 from servicehop_caldav.db.schema import user_roles
 from servicehop_caldav.directory import grants
 from servicehop_caldav.directory import store as directory
-from servicehop_caldav.instance import Instance, init_instance
-from tests.conftest import start_instance_server
+from servicehop_caldav.instance import Instance
 from tests.helpers.robust import ICS, event
+from tests.helpers.served import serving_one_event
 from tests.helpers.statements import recorded
 
 CALENDAR = "demo/opening-demo"
@@ -42,13 +41,8 @@ def test_a_recalled_login_reads_its_grants_in_its_own_statement(
     last sync): a GET is still one statement, and the grants are of this
     very request: a role gone is refused at once, though the plugin's cache
     would still grant it."""
-    created = init_instance(tmp_path / "instance", database_url)
-    server = start_instance_server(created.instance.home)
-    try:
-        session = requests.Session()
-        session.auth = (created.user, created.password)
-        url = f"{server.url}/{CALENDAR}/a.ics"
-        assert session.put(url, data=event("a", "first"), headers=ICS).status_code == 201  # verified
+    with serving_one_event(tmp_path, database_url) as served:  # its PUT verified the password
+        session, url = served.session, served.url
         db = Database.shared(database_url)
         monkeypatch.setattr(radicale_rights_servicehop, "CACHE_SECONDS", 0.0)
         seen = recorded(db.engine)
@@ -63,9 +57,7 @@ def test_a_recalled_login_reads_its_grants_in_its_own_statement(
         assert refused.status_code == 403, refused.text
         assert session.put(url, data=event("a", "second"), headers=ICS).status_code == 403
         # A wrong password is refused before anything is granted.
-        assert session.get(url, auth=(created.user, "wrong")).status_code == 401
-    finally:
-        server.stop()
+        assert session.get(url, auth=(served.created.user, "wrong")).status_code == 401
 
 
 def test_grants_are_handed_over_within_one_request_only() -> None:
