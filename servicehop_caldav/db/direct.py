@@ -30,7 +30,10 @@ SQLAlchemy's, value and type, for every statement run this way.
 What SQLAlchemy does around a statement still happens: listeners of
 ``before_cursor_execute`` (the tests' counters of statements) are told,
 and a driver's error is handled by SQLAlchemy's own handler (wrapped as
-its ``DBAPIError``, a lost connection invalidated).
+its ``DBAPIError``, a lost connection invalidated). Both are SQLAlchemy
+2.0's ``Connection`` internals (``_has_events``, ``dispatch``,
+``_handle_dbapi_exception``), on the pinned release:
+``tests/test_direct.py`` goes through each of them.
 """
 
 from __future__ import annotations
