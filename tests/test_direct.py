@@ -14,10 +14,8 @@ from servicehop_caldav.db.direct import Direct
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.store.read_ahead import wanted_for
-from tests.helpers.served import serving_one_event
+from tests.helpers.served import CALENDAR, serving_one_event
 from tests.helpers.statements import recorded
-
-CALENDAR = "demo/opening-demo"
 
 
 def _typed(rows: list[tuple[object, ...]]) -> list[tuple[tuple[type, object], ...]]:
