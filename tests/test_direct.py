@@ -15,11 +15,7 @@ from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.store.read_ahead import wanted_for
 from tests.helpers.served import CALENDAR, serving_one_event
-from tests.helpers.statements import recorded
-
-
-def _typed(rows: list[tuple[object, ...]]) -> list[tuple[tuple[type, object], ...]]:
-    return [tuple((type(v), v) for v in row) for row in rows]
+from tests.helpers.statements import recorded, typed
 
 
 def test_the_logins_statements_give_sqlalchemys_rows(tmp_path: Path, database_url: str) -> None:
@@ -42,7 +38,7 @@ def test_the_logins_statements_give_sqlalchemys_rows(tmp_path: Path, database_ur
                     parameters = {"username": username, **(wanted._asdict() if wanted else {})}
                     theirs = [tuple(row) for row in conn.execute(direct.statement, parameters)]  # type: ignore[call-overload]
                     mine = direct.rows(conn, parameters)
-                    assert _typed(mine) == _typed(theirs), (ahead, with_grants, username)
+                    assert typed(mine) == typed(theirs), (ahead, with_grants, username)
                     compared += bool(theirs)
         assert compared == 8  # every case of the known user found its rows
 

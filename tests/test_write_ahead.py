@@ -30,7 +30,7 @@ from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.bookings import BookingRow
 from tests.conftest import start_instance_server
 from tests.helpers.robust import ICS, event, vcalendar, vevent
-from tests.helpers.statements import recorded
+from tests.helpers.statements import recorded, typed
 
 CALENDAR = "demo/opening-demo"
 
@@ -317,8 +317,7 @@ def test_the_lookups_statements_on_the_drivers_cursor_give_sqlalchemys_rows(db: 
                               "calendar": directory.STAFF_CALENDAR}
                 theirs = [tuple(row) for row in conn.execute(direct.statement, parameters)]  # type: ignore[call-overload]
                 mine = direct.rows(conn, parameters)
-                assert [[(type(v), v) for v in row] for row in mine] == \
-                    [[(type(v), v) for v in row] for row in theirs], (with_staff, path)
+                assert typed(mine) == typed(theirs), (with_staff, path)
                 compared += len(theirs)
         raise _Undo
     assert compared >= 8  # rows of the department, its booking and the staff were read

@@ -1,6 +1,10 @@
-"""The SQL statements a piece of work sends, for tests that count round trips."""
+"""The SQL statements a piece of work sends (for tests that count round trips),
+and rows compared by value and type."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, event
 
@@ -15,3 +19,9 @@ def recorded(engine: Engine) -> list[str]:
         seen.append(" ".join(statement.split()))
 
     return seen
+
+
+def typed(rows: Sequence[Sequence[Any]]) -> list[tuple[tuple[type, Any], ...]]:
+    """``rows`` with each value's type beside it: rows equal by this are
+    equal in value and type (SQLite's 1 is not SQLAlchemy's True)."""
+    return [tuple((type(v), v) for v in row) for row in rows]
