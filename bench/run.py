@@ -42,7 +42,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import booking, report, servers, workloads  # noqa: E402
+from bench import booking, pace, report, servers, workloads  # noqa: E402
 from bench.data import QUERY_END, QUERY_START, expected_hrefs_between, make_calendar  # noqa: E402
 from bench.workloads import Budget, Outcome  # noqa: E402
 
@@ -160,8 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     booking_results: dict[str, dict[str, Outcome]] = {}
     booking_memory: dict[str, dict[str, int]] = {}
     booking_note = ""
+    paces: list[pace.Pace] = []
     try:
         for size in args.sizes:
+            paces.append(pace.measure(root, f"before {size:,} events"))
+            log(f"   {paces[-1].describe()}")
             events = make_calendar(size, args.seed)
             week = expected_hrefs_between(events, QUERY_START, QUERY_END)
             log(f"== calendar of {size} events ({sum(e.rrule is not None for e in events)} recurring; "
@@ -226,7 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stops.callback(_stop, target, root / f"size-{size}")
 
         if not args.no_booking:
+            paces.append(pace.measure(root, "before the booking path"))
+            log(f"   {paces[-1].describe()}")
             booking_note = _booking_phase(args, chosen, root, budget, booking_results, booking_memory)
+        paces.append(pace.measure(root, "end"))
     except KeyboardInterrupt:
         log("\ninterrupted; servers stopped")
         return 130
@@ -236,13 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
 
-    text, failures = _tables(args, chosen, calendar, booking_results, booking_memory, booking_note)
+    text, failures = _tables(args, chosen, calendar, booking_results, booking_memory, booking_note, paces)
     elapsed = time.monotonic() - started
     print(text)
     print(f"\n(run took {elapsed:.0f} s)")
     if args.json:
         _write_json(args, chosen, skipped, calendar, booking_results, booking_memory, booking_note,
-                    text, failures, elapsed)
+                    paces, text, failures, elapsed)
         print(f"results written to {args.json}")
     return 1 if failures else 0
 
@@ -374,7 +380,7 @@ def _goal_line(goal: dict[str, Any]) -> str:
 def _tables(
     args: argparse.Namespace, chosen: Sequence[str], calendar: dict[int, dict[str, Any]],
     booking_results: dict[str, dict[str, Outcome]], booking_memory: dict[str, dict[str, int]],
-    booking_note: str,
+    booking_note: str, paces: Sequence[pace.Pace],
 ) -> tuple[str, list[str]]:
     labels = servers.SERVER_LABELS
     parts = ["", "Ratios: this server's figure / stock Radicale's, same operation, same run "
@@ -416,6 +422,8 @@ def _tables(
         for name, how in phase["seeding"].items():
             notes.append(f"  seeding {labels[name]} ({size}): {how}")
     parts += ["", "Conditions:", *CONDITIONS]
+    if paces:
+        parts += ["", pace.line(list(paces))]
     if notes:
         parts += ["", "Notes:", *dict.fromkeys(notes)]
     if failures:
@@ -428,13 +436,14 @@ def _tables(
 def _write_json(
     args: argparse.Namespace, chosen: Sequence[str], skipped: dict[str, str],
     calendar: dict[int, dict[str, Any]], booking_results: dict[str, dict[str, Outcome]],
-    booking_memory: dict[str, dict[str, int]], booking_note: str, text: str, failures: list[str],
-    elapsed: float,
+    booking_memory: dict[str, dict[str, int]], booking_note: str, paces: Sequence[pace.Pace], text: str,
+    failures: list[str], elapsed: float,
 ) -> None:
     document = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "seconds": round(elapsed, 1),
         "environment": servers.environment_note(),
+        "pace": [p.as_json() for p in paces],
         "arguments": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "servers": {name: servers.SERVER_LABELS[name] for name in chosen},
         "skipped": skipped,

@@ -53,3 +53,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert set(goal["servers"]) == {"sqlite", "postgres"}
     assert all(g["p50_ms"] is not None and g["met"] is None for g in goal["servers"].values()), goal
     assert "availability GET 14 days p50 (goal < 50 ms)" in report["table"]
+    # The machine's pace, before each phase and at the end, in the JSON and the table.
+    assert [p["when"] for p in report["pace"]] == ["before 50 events", "before the booking path", "end"]
+    assert all(p["cpu_ms"] > 0 and p["fsync_ms"] > 0 for p in report["pace"]), report["pace"]
+    assert "Machine pace" in report["table"] and "end: CPU task" in report["table"]
