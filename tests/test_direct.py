@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import column, select, table
 from sqlalchemy.exc import DBAPIError
 
-from servicehop_caldav.db.direct import Direct
+from servicehop_caldav.db.direct import Direct, run_query
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
 from servicehop_caldav.store.read_ahead import wanted_for
@@ -53,4 +53,10 @@ def test_counters_see_a_direct_statement_and_errors_are_sqlalchemys(db: Database
     with pytest.raises(DBAPIError), db.transaction("r") as conn:
         missing.rows(conn, {})
     with db.transaction("r") as conn:  # the pool's connection is sound again
+        assert direct.rows(conn, {}) == []
+    # A query without parameters (a write's BEGIN and lock) goes the same way.
+    with pytest.raises(DBAPIError), db.transaction("r") as conn:
+        run_query(conn, "SELECT x FROM no_such_table")
+    assert "no_such_table" in seen[-1]
+    with db.transaction("r") as conn:
         assert direct.rows(conn, {}) == []

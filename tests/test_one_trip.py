@@ -69,6 +69,32 @@ def test_put_replace_and_delete_leave_revisions_changes_and_occurrences(db: Data
         assert store_collections.get_instance(conn, PATH).state.revision == 4  # type: ignore[union-attr]
 
 
+def test_the_written_row_holds_each_value_as_given(db: Database) -> None:
+    """Every column of the write, read back as written: on PostgreSQL the
+    write's parameters go to the driver as plain values (db.direct), its
+    own types deciding (a float's fraction, bytes, NULL, the spans' arrays)."""
+    weekly = event("w", "RRULE:FREQ=WEEKLY;COUNT=3\r\n")
+    with db.transaction("w") as conn:
+        calendar_id = store_collections.create_instance(conn, PATH, {}).calendar_id
+        stored = store_objects.put_object(conn, calendar_id, "w.ics", weekly, replacing=False)
+    o, s = calendar_objects.c, calendar_occurrences.c
+    with db.transaction("r") as conn:
+        row = conn.execute(select(o.uid, o.etag, o.name, o.component, o.first_occurrence, o.last_occurrence,
+                                  o.size, o.modified, o.key_id, o.occurrences_until)
+                           .where(o.calendar_id == calendar_id, o.href == "w.ics")).one()
+        spans = conn.execute(select(s.start_ts, s.end_ts, s.after_ts).join_from(
+            calendar_occurrences, calendar_objects, s.object_id == o.id).where(o.href == "w.ics")
+            .order_by(s.start_ts)).all()
+        text = store_objects.get_object(conn, calendar_id, "w.ics").text  # type: ignore[union-attr]
+    assert weekly.occurrences is not None
+    assert tuple(row) == (
+        "w", weekly.etag, weekly.name, weekly.component, weekly.first_occurrence, weekly.last_occurrence,
+        len(weekly.text.encode()), stored.modified, None, weekly.occurrences.until,
+    )
+    assert [tuple(span) for span in spans] == list(weekly.occurrences.spans)
+    assert len(spans) == 3 and text == weekly.text
+
+
 def test_a_failed_insert_leaves_no_revision_and_no_change(db: Database) -> None:
     with db.transaction("w") as conn:
         calendar_id = store_collections.create_instance(conn, PATH, {}).calendar_id

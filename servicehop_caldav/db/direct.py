@@ -15,6 +15,16 @@ runs alternating): a GET of an event on PostgreSQL took 874 µs that way
 and 703 µs with the login's statement here; a PUT 5.34 against 4.82 ms
 on PostgreSQL and 2.07 against 1.88 ms on SQLite with both statements.
 
+On PostgreSQL a write's own statement (``store.one_trip``: the object,
+its occurrences, the revision and the change row) runs here too, and so
+does its BEGIN with the write lock (:func:`run_query`,
+``db.engine.BEGIN_WRITE``). Measured on a 1,000-event calendar, a PUT of
+a new event after 150 ms of other work: in-process, four runs each
+alternating, 5.32 to 5.57 ms through ``Connection.execute`` against 4.84
+to 5.06 here (warm, the second of two: 3.59 to 3.89 against 3.27 to
+3.36); over HTTP, two servers interleaved, 5.96 and 6.16 against 5.53
+and 5.65 ms.
+
 So SQLAlchemy compiles the statement once per backend (the SQL is its,
 from the same Core statement): for PostgreSQL with PostgreSQL's own
 placeholders (``$1``), run on psycopg's ``RawCursor``, which sends the
@@ -23,9 +33,13 @@ sqlite3's cursor. Rows come back as tuples, for the stores that read them
 by position: psycopg's values are already of the columns' types, and on
 SQLite each is converted as SQLAlchemy's type of its column converts it (a
 Boolean's 0 and 1). Parameters are plain values (text, numbers), which
-neither backend's types convert. ``tests/test_direct.py`` (the login's)
-and ``tests/test_write_ahead.py`` (the write's lookup) hold the rows to
-SQLAlchemy's, value and type, for every statement run this way.
+neither backend's types convert, or bytes and lists (the write's data
+and its occurrences' arrays), which psycopg sends as bytea and arrays,
+cast by the statement as SQLAlchemy wrote it. ``tests/test_direct.py``
+(the login's) and ``tests/test_write_ahead.py`` (the write's lookup) hold
+the rows to SQLAlchemy's, value and type, for every statement run this
+way; ``tests/test_one_trip.py`` holds what the write stores to what was
+given, column by column.
 
 What SQLAlchemy does around a statement still happens: listeners of
 ``before_cursor_execute`` (the tests' counters of statements) are told,
@@ -45,6 +59,43 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import Executable
+
+
+def run_query(conn: Connection, sql: str) -> None:
+    """Run ``sql``, a query without parameters (several statements are
+    sent as one, a single round trip), on the driver's cursor, as
+    :meth:`Direct.rows` runs a statement: a write's BEGIN and lock
+    (``db.engine.BEGIN_WRITE``) through ``exec_driver_sql`` cost its
+    execution context and result set-up, more than the query's own work."""
+    _run(conn, sql, None)
+
+
+def _run(conn: Connection, sql: str, values: list[Any] | None) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` run with ``values`` (None: no parameters, and
+    no rows read) on the driver's cursor of ``conn``, with SQLAlchemy's
+    listeners told and a driver's error handled by SQLAlchemy."""
+    driver_connection: Any = conn.connection.driver_connection
+    cursor: Any
+    if conn.dialect.name == "postgresql":
+        import psycopg  # only with PostgreSQL
+
+        cursor = psycopg.RawCursor(driver_connection)
+    else:
+        cursor = driver_connection.cursor()
+    try:
+        if conn._has_events or conn.engine._has_events:
+            conn.dispatch.before_cursor_execute(conn, cursor, sql, values, None, False)
+        if values is None:
+            cursor.execute(sql)
+            return []
+        cursor.execute(sql, values)
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
+    except conn.dialect.loaded_dbapi.Error as e:
+        conn._handle_dbapi_exception(e, sql, values, cursor, None)  # raises
+        raise
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -68,24 +119,7 @@ class Direct:
         dialect = conn.dialect
         compiled = self._compiled.get(dialect.name) or self._compile(dialect)
         values = [parameters[n] if n in parameters else compiled.fixed[n] for n in compiled.names]
-        driver_connection: Any = conn.connection.driver_connection
-        cursor: Any
-        if dialect.name == "postgresql":
-            import psycopg  # only with PostgreSQL
-
-            cursor = psycopg.RawCursor(driver_connection)
-        else:
-            cursor = driver_connection.cursor()
-        try:
-            if conn._has_events or conn.engine._has_events:
-                conn.dispatch.before_cursor_execute(conn, cursor, compiled.sql, values, None, False)
-            cursor.execute(compiled.sql, values)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-        except dialect.loaded_dbapi.Error as e:
-            conn._handle_dbapi_exception(e, compiled.sql, values, cursor, None)  # raises
-            raise
-        finally:
-            cursor.close()
+        rows = _run(conn, compiled.sql, values)
         if not compiled.conversions:
             return rows
         converted = []

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Transaction, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from servicehop_caldav.db import memo
+from servicehop_caldav.db import direct, memo
 
 # Arbitrary constant: the advisory lock key all servicehop writers share.
 WRITE_LOCK_KEY = 0x5E41C0DA
@@ -227,7 +227,7 @@ class Database:
                 transaction = conn.begin()
                 try:
                     if mode == "w" and self.backend == "postgresql":
-                        conn.exec_driver_sql(BEGIN_WRITE)
+                        direct.run_query(conn, BEGIN_WRITE)
                 except BaseException:
                     transaction.rollback()
                     raise

@@ -9,7 +9,9 @@ and a booking writes three objects. Data-modifying CTEs (PostgreSQL's
 of it or, when it fails, none of it, in the caller's transaction, which
 holds the write lock.
 
-The statements are built once. :mod:`servicehop_caldav.store.objects` calls
+The statements are built once and run on the driver's cursor
+(:mod:`servicehop_caldav.db.direct` says why, and what it saved a PUT).
+:mod:`servicehop_caldav.store.objects` calls
 these functions on PostgreSQL (:func:`in_one_trip`) and keeps the separate
 statements for SQLite.
 """
@@ -38,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from servicehop_caldav.db.direct import Direct
 from servicehop_caldav.db.schema import (
     OP_ADDED,
     OP_DELETED,
@@ -97,7 +100,7 @@ def _spans(written: CTE) -> CTE:
 _inserted = insert(calendar_objects).values(
     calendar_id=_CALENDAR, href=_HREF, **_VALUES
 ).returning(_o.id).cte("written")
-_INSERT = select(_inserted.c.id).add_cte(_spans(_inserted), _logged(_inserted))
+_INSERT = Direct(select(_inserted.c.id).add_cte(_spans(_inserted), _logged(_inserted)))
 
 _updated = (
     update(calendar_objects)
@@ -110,14 +113,14 @@ _dropped = (
     .where(calendar_occurrences.c.object_id.in_(select(_updated.c.id)))
     .returning(calendar_occurrences.c.object_id).cte("dropped")
 )
-_UPDATE = select(_updated.c.id).add_cte(_dropped, _spans(_updated), _logged(_updated))
+_UPDATE = Direct(select(_updated.c.id).add_cte(_dropped, _spans(_updated), _logged(_updated)))
 
 _deleted = (
     delete(calendar_objects)
     .where(_o.calendar_id == _CALENDAR, _o.href == _HREF)
     .returning(_o.id).cte("written")
 )
-_DELETE = select(_deleted.c.id).add_cte(_logged(_deleted))
+_DELETE = Direct(select(_deleted.c.id).add_cte(_logged(_deleted)))
 
 
 def in_one_trip(conn: Connection) -> bool:
@@ -139,13 +142,14 @@ def put_object(
                   b_starts=[s[0] for s in spans], b_ends=[s[1] for s in spans],
                   b_afters=[s[2] for s in spans])
     if replacing is not False:
-        if conn.execute(_UPDATE, {**params, "b_operation": OP_MODIFIED}).first() is not None:
+        if _UPDATE.rows(conn, {**params, "b_operation": OP_MODIFIED}):
             return
-    conn.execute(_INSERT, {**params, "b_operation": OP_ADDED}).one()
+    if len(_INSERT.rows(conn, {**params, "b_operation": OP_ADDED})) != 1:
+        raise RuntimeError(f"the INSERT at {href!r} wrote no row")
 
 
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
     """Delete the object at ``href``, bump and log; False if there was none."""
     params = {"b_calendar_id": calendar_id, "b_href": href, "b_modified": time.time(),
               "b_operation": OP_DELETED}
-    return conn.execute(_DELETE, params).first() is not None
+    return bool(_DELETE.rows(conn, params))
