@@ -65,8 +65,8 @@ def run_query(conn: Connection, sql: str) -> None:
     """Run ``sql``, a query without parameters (several statements are
     sent as one, a single round trip), on the driver's cursor, as
     :meth:`Direct.rows` runs a statement: a write's BEGIN and lock
-    (``db.engine.BEGIN_WRITE``) through ``exec_driver_sql`` cost its
-    execution context and result set-up, more than the query's own work."""
+    (``db.engine.BEGIN_WRITE``), whose result nobody reads, through
+    ``exec_driver_sql`` built an execution context and a result for it."""
     _run(conn, sql, None)
 
 

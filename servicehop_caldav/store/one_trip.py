@@ -145,7 +145,9 @@ def put_object(
         if _UPDATE.rows(conn, {**params, "b_operation": OP_MODIFIED}):
             return
     if len(_INSERT.rows(conn, {**params, "b_operation": OP_ADDED})) != 1:
-        raise RuntimeError(f"the INSERT at {href!r} wrote no row")
+        # No href in the message: an error's text may reach the log, which
+        # carries no personal data above debug level (DESIGN.md).
+        raise RuntimeError("the object's INSERT returned no row")
 
 
 def delete_object(conn: Connection, calendar_id: int, href: str) -> bool:
