@@ -1,9 +1,11 @@
 """Statements run on the driver's cursor (servicehop_caldav.db.direct) give
-SQLAlchemy's rows, value and type, on both backends; the tests' statement
-counters see them; a driver's error comes out as SQLAlchemy's."""
+SQLAlchemy's rows, value and type, on both backends, all at once or a batch
+at a time; the tests' statement counters see them; a driver's error comes
+out as SQLAlchemy's."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from sqlalchemy.exc import DBAPIError
 from servicehop_caldav.db.direct import Direct, run_query
 from servicehop_caldav.db.engine import Database
 from servicehop_caldav.directory import store as directory
+from servicehop_caldav.store import collections as store_collections
+from servicehop_caldav.store import objects as store_objects
 from servicehop_caldav.store.read_ahead import wanted_for
 from tests.helpers.served import CALENDAR, serving_one_event
 from tests.helpers.statements import recorded, typed
@@ -60,3 +64,44 @@ def test_counters_see_a_direct_statement_and_errors_are_sqlalchemys(db: Database
     assert "no_such_table" in seen[-1]
     with db.transaction("r") as conn:
         assert direct.rows(conn, {}) == []
+
+
+EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:e{n}\r\n"
+         "DTSTAMP:20260101T000000Z\r\nDTSTART:2026060{day}T100000Z\r\nDTEND:2026060{day}T110000Z\r\n"
+         "END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def test_each_gives_sqlalchemys_rows_a_batch_at_a_time(db: Database) -> None:
+    """The statements read a batch at a time (a calendar's index listing,
+    the week query's objects): SQLAlchemy's rows, value and type, in its
+    order, whatever the batch; one statement each; closed before the end,
+    the connection goes on."""
+    from radicale_storage_servicehop import object_of_text
+
+    make = object_of_text("u/cal")
+    with db.transaction("w") as conn:
+        calendar_id = store_collections.create_instance(conn, "u/cal", {"tag": "VCALENDAR"}).calendar_id
+        for n in (4, 0, 6, 2, 5, 1, 3):  # stored out of order; read by href
+            store_objects.put_object(conn, calendar_id, f"e{n}.ics", make(EVENT.format(n=n, day=n + 1)))
+    week = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp())
+    cases = [
+        (store_objects._INDEX_LISTING, {"calendar_id": calendar_id}),
+        (store_objects._MATCHING_DIRECT,
+         {"calendar_id": calendar_id, "component": "VEVENT", "start": week, "end": week + 7 * 86400}),
+    ]
+    seen = recorded(db.engine)
+    with db.transaction("r") as conn:
+        for direct, parameters in cases:
+            theirs = [tuple(row) for row in conn.execute(direct.statement, parameters)]  # type: ignore[call-overload]
+            assert [row[0] for row in theirs] == [f"e{n}.ics" for n in range(7)]
+            for batch in (1, 3, 7, 1000):
+                before = len(seen)
+                assert typed(list(direct.each(conn, parameters, batch=batch))) == typed(theirs), batch
+                assert len(seen) == before + 1
+        rows = store_objects.index_listing(conn, calendar_id)
+        assert next(rows)[0] == "e0.ics"
+        rows.close()
+        assert [row[0] for row in store_objects.index_listing(conn, calendar_id)] == [
+            f"e{n}.ics" for n in range(7)]
+    with db.transaction("r") as conn:  # the closed listing left nothing behind
+        assert len(list(store_objects.index_listing(conn, calendar_id))) == 7
