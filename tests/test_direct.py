@@ -5,11 +5,13 @@ out as SQLAlchemy's."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import column, select, table
+from sqlalchemy import Connection, column, event, select, table
 from sqlalchemy.exc import DBAPIError
 
 from servicehop_caldav.db.direct import Direct, run_query
@@ -98,10 +100,36 @@ def test_each_gives_sqlalchemys_rows_a_batch_at_a_time(db: Database) -> None:
                 before = len(seen)
                 assert typed(list(direct.each(conn, parameters, batch=batch))) == typed(theirs), batch
                 assert len(seen) == before + 1
+        cursors = _cursors_of(db)
         rows = store_objects.index_listing(conn, calendar_id)
         assert next(rows)[0] == "e0.ics"
-        rows.close()
+        assert not _closed(cursors[-1])
+        rows.close()  # the driver's cursor with it
+        assert _closed(cursors[-1])
         assert [row[0] for row in store_objects.index_listing(conn, calendar_id)] == [
             f"e{n}.ics" for n in range(7)]
-    with db.transaction("r") as conn:  # the closed listing left nothing behind
+        assert _closed(cursors[-1])  # read to the end
+    with db.transaction("r") as conn:
         assert len(list(store_objects.index_listing(conn, calendar_id))) == 7
+
+
+def _cursors_of(db: Database) -> list[Any]:
+    """The driver's cursors of the statements ``db`` runs from now on."""
+    cursors: list[Any] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _record(_c: Connection, cursor: Any, *_args: object) -> None:
+        cursors.append(cursor)
+
+    return cursors
+
+
+def _closed(cursor: Any) -> bool:
+    """Whether a driver's cursor is closed (psycopg says so; sqlite3 refuses to be read)."""
+    if hasattr(cursor, "closed"):
+        return bool(cursor.closed)
+    try:
+        cursor.fetchone()
+    except sqlite3.ProgrammingError:
+        return True
+    return False
