@@ -66,6 +66,7 @@ its ``DBAPIError``, a lost connection invalidated). Both are SQLAlchemy
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,29 +93,31 @@ def _run(conn: Connection, sql: str, values: list[Any] | None) -> list[tuple[Any
     """The rows of ``sql`` run with ``values`` (None: no parameters, and
     no rows read) on the driver's cursor of ``conn``, with SQLAlchemy's
     listeners told and a driver's error handled by SQLAlchemy."""
-    cursor = _cursor(conn)
-    try:
-        _execute(conn, cursor, sql, values)
+    with _executed(conn, sql, values) as cursor:
         if values is None:
             return []
         rows: list[tuple[Any, ...]] = cursor.fetchall()
         return rows
-    except conn.dialect.loaded_dbapi.Error as e:
-        conn._handle_dbapi_exception(e, sql, values, cursor, None)  # raises
-        raise
-    finally:
-        cursor.close()
 
 
 def _batches(conn: Connection, sql: str, values: list[Any], size: int) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of ``sql`` run with ``values``, ``size`` at a time: the
     driver's cursor stays open until they are all read or the iterator is
     closed."""
-    cursor = _cursor(conn)
-    try:
-        _execute(conn, cursor, sql, values, binary=True)
+    with _executed(conn, sql, values, binary=True) as cursor:
         while batch := cursor.fetchmany(size):
             yield batch
+
+
+@contextmanager
+def _executed(conn: Connection, sql: str, values: list[Any] | None, binary: bool = False) -> Iterator[Any]:
+    """The driver's cursor of ``conn`` that ran ``sql``, closed when the
+    block ends; a driver's error, in the statement or in reading its rows,
+    handled by SQLAlchemy's handler (wrapped, a lost connection invalidated)."""
+    cursor = _cursor(conn)
+    try:
+        _execute(conn, cursor, sql, values, binary)
+        yield cursor
     except conn.dialect.loaded_dbapi.Error as e:
         conn._handle_dbapi_exception(e, sql, values, cursor, None)  # raises
         raise
