@@ -66,7 +66,7 @@ its ``DBAPIError``, a lost connection invalidated). Both are SQLAlchemy
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +102,9 @@ def _run(conn: Connection, sql: str, values: list[Any] | None) -> list[tuple[Any
         return rows
 
 
-def _batches(conn: Connection, sql: str, values: list[Any], size: int) -> Iterator[list[tuple[Any, ...]]]:
+def _batches(
+    conn: Connection, sql: str, values: list[Any], size: int
+) -> Generator[list[tuple[Any, ...]], None, None]:
     """The rows of ``sql`` run with ``values``, ``size`` at a time: the
     driver's cursor stays open until they are all read or the iterator is
     closed."""
@@ -192,8 +194,10 @@ class Direct:
         calendar), where SQLAlchemy's result fetched them one by one.
         Consume or close it before ``conn``'s transaction ends."""
         compiled, values = self._bound(conn, parameters)
-        for rows in _batches(conn, compiled.sql, values, batch):
-            yield from _converted(compiled, rows)
+        # Closed with this generator, not when the collector gets to it.
+        with closing(_batches(conn, compiled.sql, values, batch)) as batches:
+            for rows in batches:
+                yield from _converted(compiled, rows)
 
     def _bound(self, conn: Connection, parameters: Mapping[str, Any]) -> tuple[_Compiled, list[Any]]:
         compiled = self._compiled.get(conn.dialect.name) or self._compile(conn.dialect)
