@@ -406,7 +406,11 @@ def test_the_caldav_library_gets_radicales_answers(server: Server,
     start, end = datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 15, tzinfo=UTC)
     found = calendar.search(start=start, end=end, event=True)
     assert sorted(str(e.icalendar_component["UID"]) for e in found) == ["forever", "weekly"]
-    assert len(calendar.date_search(start, end)) == 2
+    # The older call, which clients written against earlier caldav releases
+    # still make: the same search with its recurrences expanded. The library
+    # warns that it is deprecated (to go in caldav 4.0).
+    with pytest.warns(DeprecationWarning, match="date_search"):
+        assert len(calendar.date_search(start, end)) == 2
     todos = calendar.search(start=start, end=end, todo=True)
     assert [str(t.icalendar_component["UID"]) for t in todos] == ["todo"]
     objects = calendar.objects_by_sync_token(load_objects=True)
