@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,6 +61,9 @@ class Pace:
     when: str
     cpu_ms: float
     fsync_ms: float
+    # How many runs each median is of: the report names them.
+    cpu_samples: int = CPU_SAMPLES
+    fsync_samples: int = FSYNC_SAMPLES
 
     def as_json(self) -> dict[str, float | str]:
         return asdict(self)
@@ -108,12 +111,22 @@ def measure(folder: Path, when: str, cpu_samples: int = CPU_SAMPLES,
             fsync_samples: int = FSYNC_SAMPLES) -> Pace:
     """The pace now; ``when`` names the point of the run."""
     cpu_task(1)  # icalendar's first-call work out of the timing
-    return Pace(when, round(median_ms(cpu_task, cpu_samples), 3), round(fsync_ms(folder, fsync_samples), 4))
+    return Pace(when, round(median_ms(cpu_task, cpu_samples), 3), round(fsync_ms(folder, fsync_samples), 4),
+                cpu_samples, fsync_samples)
 
 
 def line(paces: list[Pace]) -> str:
-    """The report's line: each timing of the run in order."""
+    """The report's line: each timing of the run in order, with the number
+    of runs each median is of (as measured, not the defaults)."""
     return ("Machine pace (a fixed iCalendar parse-and-serialise task, median of "
-            f"{CPU_SAMPLES}; an 8 kB write and fdatasync in the run's folder, median of "
-            f"{FSYNC_SAMPLES}; both in this process, the servers idle): "
+            f"{_counts(p.cpu_samples for p in paces)}; an 8 kB write and fdatasync in the run's folder, "
+            f"median of {_counts(p.fsync_samples for p in paces)}; both in this process, the servers idle): "
             + "; ".join(p.describe() for p in paces))
+
+
+def _counts(samples: Iterable[int]) -> str:
+    """``9``, or ``2 to 9`` when the paces of one run were not all alike."""
+    found = sorted(set(samples))
+    if not found:
+        return "no runs"
+    return str(found[0]) if len(found) == 1 else f"{found[0]} to {found[-1]}"

@@ -233,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"   {paces[-1].describe()}")
             booking_note = _booking_phase(args, chosen, root, budget, booking_results, booking_memory)
         paces.append(pace.measure(root, "end"))
+        log(f"   {paces[-1].describe()}")
     except KeyboardInterrupt:
         log("\ninterrupted; servers stopped")
         return 130

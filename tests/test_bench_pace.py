@@ -63,6 +63,15 @@ def test_measure_names_the_moment_and_reports_both_figures(tmp_path: Path) -> No
     assert measured.when == "before 1,000 events"
     assert measured.cpu_ms > 0 and measured.fsync_ms > 0
     assert measured.as_json() == {"when": "before 1,000 events", "cpu_ms": measured.cpu_ms,
-                                  "fsync_ms": measured.fsync_ms}
+                                  "fsync_ms": measured.fsync_ms, "cpu_samples": 2, "fsync_samples": 2}
     line = pace.line([measured])
     assert line.startswith("Machine pace") and measured.describe() in line
+    # The line names the runs measured, not the module's defaults (9 and 50).
+    assert "median of 2; an 8 kB" in line and "median of 2; both" in line
+
+
+def test_the_line_names_differing_sample_counts_as_a_range() -> None:
+    paces = [pace.Pace("before", 10.0, 0.1, cpu_samples=3, fsync_samples=50),
+             pace.Pace("end", 11.0, 0.2, cpu_samples=9, fsync_samples=50)]
+    head = pace.line(paces).split("):")[0]
+    assert "median of 3 to 9;" in head and "median of 50;" in head
