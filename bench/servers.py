@@ -329,7 +329,7 @@ def environment_note() -> dict[str, str]:
 
     out = {"python": sys.version.split()[0], "cpus": str(os.cpu_count())}
     for dist in ("radicale", "xandikos", "servicehop-caldav", "SQLAlchemy", "psycopg",
-                 "recurring-ical-events"):
+                 "recurring-ical-events", "isal"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
